@@ -1,0 +1,99 @@
+"""Model configuration: one frozen dataclass, one naming across every family.
+
+Configs are plain data (the flax `examples/wmt` style): a preset is a dict of
+overrides over these defaults, and a run can be rebuilt from its JSON alone.
+Fields a family does not use keep their defaults and are ignored by it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+CELLS = ("rnn", "lstm", "gru")
+CONTEXTS = ("none", "cho", "d2l")
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names it and lists what is valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything `build_model` needs; sizes, ids and family options.
+
+    family: which model class (`rnn` for now).
+    origin: the original code whose parameter names torch_ref reproduces
+        (`bentrevett-lstm`, `bentrevett-gru`, `d2l-seq2seq`, `seed002`), or "".
+    cell: recurrent cell, `rnn` (Elman tanh), `lstm` or `gru`.
+    reset_after: GRU form; True is PyTorch's `r * (W_hn h + b_hn)`, False the
+        textbook `W_hn (r * h)` of seed 002.
+    context: how the encoder summary reaches the decoder: `none` (initial state
+        only, Sutskever), `cho` (fed to every step and to the output layer),
+        `d2l` (fed to every step).
+    embed_dropout: dropout on embeddings (bentrevett) or only between layers (d2l).
+    reverse_source: feed the source reversed (Sutskever et al.), within each
+        row's true length so padding stays at the end.
+    """
+
+    family: str = "rnn"
+    origin: str = ""
+    src_vocab_size: int = 32
+    tgt_vocab_size: int = 32
+    emb_dim: int = 256
+    hid_dim: int = 512
+    n_layers: int = 1
+    dropout: float = 0.0
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    cell: str = "gru"
+    reset_after: bool = True
+    bidirectional: bool = False
+    reverse_source: bool = False
+    context: str = "none"
+    embed_dropout: bool = True
+    param_init: str = "torch"
+    kernel_size: int = 3
+    n_heads: int = 8
+    ff_dim: int = 512
+    max_len: int = 100
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell={self.cell!r} is not one of {CELLS}")
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"context={self.context!r} is not one of {CONTEXTS}")
+        for name in ("src_vocab_size", "tgt_vocab_size", "emb_dim", "hid_dim", "n_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
+                raise ConfigError(f"{name}={getattr(self, name)} is outside tgt_vocab_size={self.tgt_vocab_size}")
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with `overrides`; an unknown key is an error naming the valid ones."""
+        check_keys(overrides)
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        check_keys(data)
+        return cls(**data)
+
+
+def check_keys(data: dict[str, Any]) -> None:
+    """Reject keys that are not ModelConfig fields, listing the valid ones."""
+    valid = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown model config key(s) {unknown}; valid keys: {', '.join(valid)}")
