@@ -1,0 +1,35 @@
+# Every target installs what it needs into .venv on first use (a fresh machine has only Python and pip).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-all
+
+.PHONY: install test demo lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch first, pinned to the local CPU build: a bare `torch` requirement would pull CUDA wheels.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[torch,export,dev]' matplotlib
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(PY) -m s2s_jax.demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/train_throughput.py --preset bentrevett-gru --emb-dim 128 --hid-dim 256
+
+clean:
+	rm -rf $(VENV) *.egg-info

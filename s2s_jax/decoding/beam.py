@@ -1,0 +1,162 @@
+"""Batched beam search as one jitted `lax.while_loop`, generic over model families.
+
+Works through the model contract only (`init_decode_state`, `decode_step`), so
+every family gets it. Each sentence keeps `beam` live hypotheses and `beam`
+finished ones; all arithmetic is per row, so a sentence's result does not depend
+on which other sentences share its batch.
+
+Scores are log-probabilities divided by the GNMT length penalty
+`((5 + length) / 6) ** alpha`, `length` counting generated tokens including eos.
+With alpha = 0 and beam = 1 this is exactly greedy decoding. The loop stops
+early once no live hypothesis of any row can still beat that row's worst
+finished one (log-probs only fall as sequences grow).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+NEG_INF = -1.0e9
+
+
+class BeamResult(NamedTuple):
+    """n-best output per sentence, best first: tokens [B, K, L] (pad after eos), lengths [B, K]
+    (tokens up to and including eos), scores [B, K] (length-penalised log-probs)."""
+
+    tokens: jax.Array
+    lengths: jax.Array
+    scores: jax.Array
+
+
+def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def repeat_beams(tree: Any, beam: int) -> Any:
+    """[B, ...] -> [B * beam, ...], each row repeated `beam` times (batch-first pytrees)."""
+    return jax.tree.map(lambda x: jnp.repeat(x, beam, axis=0), tree)
+
+
+def _gather_beams(tree: Any, idx: jax.Array, batch: int, beam: int) -> Any:
+    """Select beams `idx` [B, K'] from a [B * beam, ...] pytree, giving [B * K', ...]."""
+
+    def gather(x):
+        x = x.reshape((batch, beam) + x.shape[1:])
+        x = jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
+        return x.reshape((-1,) + x.shape[2:])
+
+    return jax.tree.map(gather, tree)
+
+
+class _Carry(NamedTuple):
+    step: jax.Array
+    live_tokens: jax.Array  # [B, K, L + 1], position 0 is bos
+    live_logp: jax.Array  # [B, K]
+    state: Any  # decode state, batch B * K
+    done_tokens: jax.Array  # [B, K, L + 1]
+    done_scores: jax.Array  # [B, K]
+    done_lengths: jax.Array  # [B, K]
+
+
+def beam_search(
+    model: nn.Module,
+    params: Any,
+    enc: Any,
+    *,
+    beam: int,
+    max_len: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int = 0,
+    alpha: float = 0.0,
+    row_max_len: jax.Array | None = None,
+) -> BeamResult:
+    """Beam search from encoder output `enc` (batch B). Call inside `jax.jit`.
+
+    max_len: static bound on generated tokens (the output shape).
+    row_max_len: optional [B] per-sentence bound (e.g. a * src_len + b), <= max_len;
+        eos is forced at that position so no hypothesis runs past it.
+    """
+    batch = jax.tree.leaves(enc)[0].shape[0]
+    variables = {"params": params}
+    enc_k = repeat_beams(enc, beam)
+    state = model.apply(variables, enc_k, method="init_decode_state")
+    limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
+
+    tokens = jnp.zeros((batch, beam, max_len + 1), jnp.int32).at[:, :, 0].set(bos_id)
+    # Only beam 0 is live at the start, so the first step does not pick K copies of one token.
+    live_logp = jnp.tile(jnp.array([0.0] + [NEG_INF] * (beam - 1)), (batch, 1))
+    carry = _Carry(
+        step=jnp.array(0, jnp.int32),
+        live_tokens=tokens,
+        live_logp=live_logp,
+        state=state,
+        done_tokens=tokens,
+        done_scores=jnp.full((batch, beam), NEG_INF),
+        done_lengths=jnp.zeros((batch, beam), jnp.int32),
+    )
+
+    def can_improve(c: _Carry) -> jax.Array:
+        # The best any live hypothesis can reach: its log-prob (which only falls) at the most
+        # favourable length penalty; alpha >= 0 makes the longest allowed length the best.
+        best_len = jnp.where(alpha >= 0, limit, c.step + 1).astype(jnp.float32)
+        best_live = c.live_logp[:, 0] / length_penalty(best_len, alpha)
+        worst_done = c.done_scores[:, -1]
+        return jnp.any((best_live > worst_done) & (c.step < limit))
+
+    def cond(c: _Carry) -> jax.Array:
+        return (c.step < max_len) & can_improve(c)
+
+    def body(c: _Carry) -> _Carry:
+        token = c.live_tokens[:, :, c.step].reshape(-1)
+        logits, state = model.apply(variables, enc_k, token, c.state, method="decode_step")
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, beam, -1)
+        vocab = logp.shape[-1]
+        # On a row's last allowed step only eos may be chosen.
+        last = (c.step + 1 >= limit)[:, None, None]
+        logp = jnp.where(last & (jnp.arange(vocab) != eos_id), NEG_INF, logp)
+        cand = (c.live_logp[:, :, None] + logp).reshape(batch, beam * vocab)
+
+        # 2K candidates always hold K that do not end in eos.
+        top_logp, top_idx = jax.lax.top_k(cand, 2 * beam)
+        src_beam, tok = top_idx // vocab, top_idx % vocab
+        new_tokens = jnp.take_along_axis(c.live_tokens, src_beam[:, :, None], axis=1)
+        new_tokens = new_tokens.at[:, :, c.step + 1].set(tok)
+        is_eos = tok == eos_id
+        alive = c.step < limit  # rows past their limit take no new hypotheses
+
+        # Live: the best K candidates that do not end in eos.
+        live_rank = jnp.where(is_eos, NEG_INF, top_logp)
+        live_logp, pick = jax.lax.top_k(live_rank, beam)
+        live_tokens = jnp.take_along_axis(new_tokens, pick[:, :, None], axis=1)
+        state = _gather_beams(state, jnp.take_along_axis(src_beam, pick, axis=1), batch, beam)
+
+        # Finished: candidates ending in eos among the top K (as fairseq does, which makes beam 1
+        # exactly greedy), merged into the K best so far.
+        length = (c.step + 1).astype(jnp.float32)
+        in_top = (jnp.arange(2 * beam) < beam)[None, :]
+        finish = is_eos & in_top & alive[:, None]
+        eos_scores = jnp.where(finish, top_logp / length_penalty(length, alpha), NEG_INF)
+        all_scores = jnp.concatenate([c.done_scores, eos_scores], axis=1)
+        all_tokens = jnp.concatenate([c.done_tokens, new_tokens], axis=1)
+        all_lengths = jnp.concatenate([c.done_lengths, jnp.full_like(eos_scores, c.step + 1, jnp.int32)], axis=1)
+        done_scores, keep = jax.lax.top_k(all_scores, beam)
+        return _Carry(
+            step=c.step + 1,
+            live_tokens=live_tokens,
+            live_logp=live_logp,
+            state=state,
+            done_tokens=jnp.take_along_axis(all_tokens, keep[:, :, None], axis=1),
+            done_scores=done_scores,
+            done_lengths=jnp.take_along_axis(all_lengths, keep, axis=1),
+        )
+
+    c = jax.lax.while_loop(cond, body, carry)
+    tokens = c.done_tokens[:, :, 1:]
+    positions = jnp.arange(max_len)[None, None, :]
+    tokens = jnp.where(positions < c.done_lengths[:, :, None], tokens, pad_id)
+    return BeamResult(tokens=tokens, lengths=c.done_lengths, scores=c.done_scores)
