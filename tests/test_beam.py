@@ -1,0 +1,152 @@
+"""Beam search: beam 1 is greedy, batch-independent, n-best ordered, never worse than greedy."""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s2s_jax import build_model, presets
+from s2s_jax.checks import init_params, random_batch
+from s2s_jax.decoding.beam import beam_search, length_penalty, repeat_beams
+from s2s_jax.decoding.greedy import greedy_decode
+
+MAX_LEN = 14
+
+
+class ToyMarkov(nn.Module):
+    """A contract-complete toy model: logits from (previous token, source), eos likelier each step.
+
+    Random RNNs end at once or never; this one ends at varied lengths, which is what the
+    beam-search properties need. `decode` is the teacher-forced twin of `decode_step`.
+    """
+
+    cfg: Any
+
+    def setup(self) -> None:
+        v = self.cfg.tgt_vocab_size
+        self.table = self.param("table", nn.initializers.normal(2.0), (v, v))
+        self.src_embed = nn.Embed(self.cfg.src_vocab_size, v)
+
+    def encode(self, src, src_lengths, *, train=False):
+        mask = jnp.arange(src.shape[1])[None, :] < src_lengths[:, None]
+        return jnp.sum(jnp.where(mask[..., None], self.src_embed(src), 0.0), axis=1) / src_lengths[:, None]
+
+    def init_decode_state(self, enc):
+        return jnp.zeros(enc.shape[:1], jnp.float32)
+
+    def _logits(self, enc, token, step):
+        eos = jax.nn.one_hot(self.cfg.eos_id, self.cfg.tgt_vocab_size)
+        return self.table[token] + enc + (0.8 * step - 3.0)[..., None] * eos
+
+    def decode_step(self, enc, token, state, *, train=False):
+        return self._logits(enc, token, state), state + 1.0
+
+    def decode(self, enc, tgt_in, *, train=False):
+        steps = jnp.broadcast_to(jnp.arange(tgt_in.shape[1], dtype=jnp.float32), tgt_in.shape)
+        return self._logits(enc[:, None, :], tgt_in, steps)
+
+    def __call__(self, src, src_lengths, tgt_in, *, train=False):
+        return self.decode(self.encode(src, src_lengths), tgt_in)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = presets.get("addition-gru", src_vocab_size=13, tgt_vocab_size=9, pad_id=0, bos_id=1, eos_id=2)
+    batch = random_batch(cfg, seed=3, batch=8, src_len=7)
+    model = ToyMarkov(cfg)
+    params = model.init(jax.random.key(1), batch["src"], batch["src_lengths"], batch["tgt_in"])["params"]
+
+    @functools.partial(jax.jit, static_argnames=("beam", "alpha"))
+    def beam(params, src, src_lengths, beam, alpha=0.0):
+        enc = model.apply({"params": params}, src, src_lengths, method="encode")
+        return beam_search(model, params, enc, beam=beam, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
+                           pad_id=cfg.pad_id, alpha=alpha)
+
+    return cfg, model, params, batch, beam
+
+
+def sequence_logp(model, params, batch, tokens, lengths, cfg):
+    """Model log-prob of each row's `tokens[:length]` under teacher forcing."""
+    tgt_in = jnp.concatenate([jnp.full((tokens.shape[0], 1), cfg.bos_id), tokens[:, :-1]], axis=1)
+    logits = model.apply({"params": params}, batch["src"], batch["src_lengths"], tgt_in)
+    logp = jax.nn.log_softmax(logits)
+    picked = jnp.take_along_axis(logp, tokens[:, :, None], axis=2)[..., 0]
+    mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    return np.asarray(jnp.sum(jnp.where(mask, picked, 0.0), axis=1))
+
+
+def test_beam_one_equals_greedy(setup):
+    cfg, model, params, batch, beam = setup
+    g_tokens, g_lengths = greedy_decode(model, params, batch["src"], batch["src_lengths"], max_len=MAX_LEN,
+                                        bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
+    assert np.all(np.asarray(g_lengths) < MAX_LEN), "the test model should end every greedy row with eos"
+    assert len(set(np.asarray(g_lengths).tolist())) > 1, "the test needs rows of different lengths"
+    r = beam(params, batch["src"], batch["src_lengths"], beam=1)
+    np.testing.assert_array_equal(np.asarray(r.tokens[:, 0]), np.asarray(g_tokens))
+    np.testing.assert_array_equal(np.asarray(r.lengths[:, 0]), np.asarray(g_lengths))
+
+
+def test_scores_are_model_log_probs_and_nbest_is_sorted(setup):
+    cfg, model, params, batch, beam = setup
+    r = beam(params, batch["src"], batch["src_lengths"], beam=4, alpha=0.6)
+    scores = np.asarray(r.scores)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    for k in range(4):
+        logp = sequence_logp(model, params, batch, r.tokens[:, k], r.lengths[:, k], cfg)
+        expected = logp / np.asarray(length_penalty(r.lengths[:, k].astype(jnp.float32), 0.6))
+        np.testing.assert_allclose(scores[:, k], expected, rtol=1e-4, atol=1e-4)
+    ends = np.take_along_axis(np.asarray(r.tokens), np.asarray(r.lengths)[:, :, None] - 1, axis=2)
+    assert np.all(ends == cfg.eos_id)
+
+
+def test_beam_five_never_worse_than_greedy(setup):
+    cfg, model, params, batch, beam = setup
+    r1 = beam(params, batch["src"], batch["src_lengths"], beam=1, alpha=0.6)
+    r5 = beam(params, batch["src"], batch["src_lengths"], beam=5, alpha=0.6)
+    assert np.all(np.asarray(r5.scores[:, 0]) >= np.asarray(r1.scores[:, 0]) - 1e-6)
+
+
+def test_sentence_result_does_not_depend_on_batch(setup):
+    cfg, model, params, batch, beam = setup
+    full = beam(params, batch["src"], batch["src_lengths"], beam=3)
+    order = np.array([4, 1, 5])  # a different batch: other neighbours, other size, other order
+    sub = {k: v[order] for k, v in batch.items()}
+    part = beam(params, sub["src"], sub["src_lengths"], beam=3)
+    np.testing.assert_array_equal(np.asarray(part.tokens), np.asarray(full.tokens)[order])
+    np.testing.assert_allclose(np.asarray(part.scores), np.asarray(full.scores)[order], rtol=1e-6)
+
+
+def test_row_max_len_forces_eos(setup):
+    cfg, model, params, batch, _ = setup
+    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
+    limit = jnp.asarray(batch["src_lengths"]) + 1
+    r = beam_search(model, params, enc, beam=2, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
+                    pad_id=cfg.pad_id, row_max_len=limit)
+    assert np.all(np.asarray(r.lengths) <= np.asarray(limit)[:, None])
+
+
+def test_repeat_beams_keeps_rows_together():
+    x = jnp.arange(6).reshape(3, 2)
+    np.testing.assert_array_equal(repeat_beams(x, 2)[:, 0], [0, 0, 2, 2, 4, 4])
+
+
+def test_real_model_rows_do_not_depend_on_batch():
+    """The same property on a real LSTM seq2seq (hypotheses run to max_len there)."""
+    cfg = presets.get("bentrevett-lstm", src_vocab_size=13, tgt_vocab_size=9, emb_dim=8, hid_dim=16, dropout=0.0)
+    batch = random_batch(cfg, seed=3, batch=5, src_len=7)
+    params = init_params(cfg, batch, seed=1)
+    model = build_model(cfg)
+
+    @jax.jit
+    def run(src, src_lengths):
+        enc = model.apply({"params": params}, src, src_lengths, method="encode")
+        return beam_search(model, params, enc, beam=3, max_len=6, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+
+    full = run(batch["src"], batch["src_lengths"])
+    for i in range(5):
+        one = run(batch["src"][i : i + 1], batch["src_lengths"][i : i + 1])
+        np.testing.assert_array_equal(np.asarray(one.tokens[0]), np.asarray(full.tokens[i]))
