@@ -13,6 +13,10 @@ from typing import Any
 
 CELLS = ("rnn", "lstm", "gru")
 CONTEXTS = ("none", "cho", "d2l")
+PAD_FILLS = ("pad_id", "zero")
+CONV_STYLES = ("bentrevett", "fconv")
+POSITIONS = ("learned", "sinusoidal")
+ATTENTIONS = ("additive", "location", "dot", "general", "concat")
 
 
 class ConfigError(ValueError):
@@ -59,12 +63,44 @@ class ModelConfig:
     n_heads: int = 8
     ff_dim: int = 512
     max_len: int = 100
+    # --- convs2s and transformer families -------------------------------------
+    # pad_fill: what the ConvS2S decoder's causal left padding holds: "pad_id"
+    #   (the float value of pad_id in every channel, as bentrevett tutorial 5
+    #   does) or "zero" (fairseq's LinearizedConvolution).
+    # conv_style: "bentrevett" (seed 001: one attention projection pair shared by
+    #   all decoder layers, residual from the dropped input, torch default init)
+    #   or "fconv" (Gehring et al. / fairseq: per-layer attention, attention
+    #   output scaled by sqrt(source length), encoder gradients scaled by
+    #   1 / (2 * attention layers), the paper's initialization).
+    # weight_norm: weight-normalized linears and convolutions (v and g stored).
+    # pre_ln: Transformer layer norm before each sublayer plus final norms
+    #   (False: post-LN, as bentrevett tutorial 6 and Vaswani et al.).
+    # positions: "learned" (an embedding of max_len rows; longer inputs are an
+    #   error) or "sinusoidal" (no length limit; max_len only sizes the KV cache).
+    # tie_embeddings: the Transformer output layer reuses the decoder's token
+    #   embedding matrix (no separate fc_out).
+    pad_fill: str = "pad_id"
+    conv_style: str = "bentrevett"
+    weight_norm: bool = False
+    pre_ln: bool = False
+    positions: str = "learned"
+    tie_embeddings: bool = False
+    # --- attention family (s2s_jax/models/attention.py) ---
+    # attention: the score function. `additive` (Bahdanau; bentrevett, d2l, seed 002),
+    #   `location` (PyTorch tutorial, seed 000: weights from [emb; hidden] over max_len
+    #   positions), Luong's `dot`, `general`, `concat`.
+    # input_feeding: Luong's input feeding, the previous attentional hidden state is
+    #   concatenated to the decoder input.
+    attention: str = "additive"
+    input_feeding: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ConfigError(f"cell={self.cell!r} is not one of {CELLS}")
         if self.context not in CONTEXTS:
             raise ConfigError(f"context={self.context!r} is not one of {CONTEXTS}")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"attention={self.attention!r} is not one of {ATTENTIONS}")
         for name in ("src_vocab_size", "tgt_vocab_size", "emb_dim", "hid_dim", "n_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
@@ -73,8 +109,18 @@ class ModelConfig:
         for name in ("pad_id", "bos_id", "eos_id"):
             if not 0 <= getattr(self, name) < self.tgt_vocab_size:
                 raise ConfigError(f"{name}={getattr(self, name)} is outside tgt_vocab_size={self.tgt_vocab_size}")
+        # convs2s / transformer options
+        for name, valid in (("pad_fill", PAD_FILLS), ("conv_style", CONV_STYLES), ("positions", POSITIONS)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {valid}")
+        if self.family == "convs2s" and self.kernel_size % 2 != 1:
+            raise ConfigError(f"kernel_size={self.kernel_size} must be odd for convs2s (same-padded encoder convs)")
+        if self.family == "transformer" and self.hid_dim % self.n_heads:
+            raise ConfigError(f"hid_dim={self.hid_dim} must be divisible by n_heads={self.n_heads}")
+        if self.max_len < 1:
+            raise ConfigError(f"max_len={self.max_len} must be >= 1")
 
-    def replace(self, **overrides: Any) -> "ModelConfig":
+    def replace(self, **overrides: Any) -> ModelConfig:
         """A copy with `overrides`; an unknown key is an error naming the valid ones."""
         check_keys(overrides)
         return dataclasses.replace(self, **overrides)
@@ -86,7 +132,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         check_keys(data)
         return cls(**data)
 

@@ -31,6 +31,58 @@ PRESETS: dict[str, dict[str, Any]] = {
         family="rnn", origin="seed002", cell="gru", emb_dim=128, hid_dim=128,
         n_layers=1, dropout=0.0, context="none", embed_dropout=False,
     ),
+    # --- attention family (s2s_jax/models/attention.py) ---
+    # bentrevett/pytorch-seq2seq tutorials 3/4 (Bahdanau et al. 2015): bi-GRU encoder,
+    # packed and masked. The tutorial draws weights N(0, 0.01) and zeroes biases.
+    "bentrevett-attention": dict(
+        family="attention", origin="bentrevett-attention", attention="additive", cell="gru",
+        bidirectional=True, emb_dim=256, hid_dim=512, n_layers=1, dropout=0.5, param_init="normal:0.01",
+    ),
+    # seed 003 / d2l `Seq2SeqEncoder` + `Seq2SeqAttentionDecoder` with `AdditiveAttention`.
+    "d2l-bahdanau": dict(
+        family="attention", origin="d2l-bahdanau", attention="additive", cell="gru", emb_dim=32,
+        hid_dim=32, n_layers=2, dropout=0.1, embed_dropout=False,
+    ),
+    # seed 000, the PyTorch tutorial's EncoderRNN + AttnDecoderRNN (MAX_LENGTH = 10).
+    "tutorial-attn": dict(
+        family="attention", origin="pytorch-tutorial", attention="location", cell="gru", emb_dim=256,
+        hid_dim=256, n_layers=1, dropout=0.1, max_len=10,
+    ),
+    # Luong et al. 2015 global attention (no origin code): `attention` dot/general/concat.
+    "luong": dict(
+        family="attention", origin="", attention="general", input_feeding=True, cell="lstm", emb_dim=256,
+        hid_dim=512, n_layers=2, dropout=0.2, param_init="uniform:0.1",
+    ),
+    # seed 002's `Attention` (W_a over [encoder; decoder], v_a) in a GRU decoder, addition chars.
+    "addition-attn": dict(
+        family="attention", origin="seed002-attention", attention="additive", cell="gru", emb_dim=128,
+        hid_dim=128, n_layers=1, dropout=0.0, embed_dropout=False,
+        src_vocab_size=14, tgt_vocab_size=14, pad_id=11, bos_id=12, eos_id=13,
+    ),
+    # --- convs2s and transformer families (s2s_jax/models/convs2s.py, transformer.py) ---
+    # seed 001 / bentrevett tutorial 5 (Gehring et al. 2017): causal padding filled with pad_id.
+    "bentrevett-convs2s": dict(
+        family="convs2s", origin="bentrevett-convs2s", conv_style="bentrevett", emb_dim=256, hid_dim=512,
+        n_layers=10, kernel_size=3, dropout=0.25, max_len=100, pad_fill="pad_id",
+    ),
+    # Gehring et al. 2017 / fairseq `fconv` (sizes of fconv_iwslt_de_en): weight norm, paper init,
+    # per-layer attention, encoder gradient scaling. Training intent: nesterov SGD lr 0.25, clip 0.1.
+    "convs2s": dict(
+        family="convs2s", origin="", conv_style="fconv", weight_norm=True, emb_dim=256, hid_dim=256,
+        n_layers=4, kernel_size=3, dropout=0.2, max_len=1024, pad_fill="zero",
+    ),
+    # bentrevett tutorial 6: post-LN, learned positions, xavier init.
+    "bentrevett-transformer": dict(
+        family="transformer", origin="bentrevett-transformer", hid_dim=256, emb_dim=256, n_layers=3,
+        n_heads=8, ff_dim=512, dropout=0.1, max_len=100, pre_ln=False, positions="learned",
+    ),
+    # A modern Transformer (base sizes): pre-LN with final norms, sinusoidal positions (max_len only
+    # sizes the decoding cache), output layer tied to the decoder embedding. Training intent:
+    # label_smoothing 0.1, adam(0.9, 0.98) with inverse-sqrt warmup (read by the trainer).
+    "transformer": dict(
+        family="transformer", origin="", hid_dim=512, emb_dim=512, n_layers=6, n_heads=8, ff_dim=2048,
+        dropout=0.1, max_len=256, pre_ln=True, positions="sinusoidal", tie_embeddings=True,
+    ),
 }
 
 
