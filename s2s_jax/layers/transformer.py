@@ -1,0 +1,167 @@
+"""Transformer blocks named as bentrevett tutorial 6: multi-head attention, feed-forward, layers.
+
+Submodule names are the tutorial's (`self_attention.fc_q`, `positionwise_feedforward.fc_1`,
+`self_attn_layer_norm`, ...), so the torch conversion table is a rename. Each
+layer is post-LN (the tutorial, Vaswani et al.) or pre-LN (`pre_ln=True`:
+norm before each sublayer, residual untouched, which trains stably without
+warmup tricks). LayerNorm uses torch's eps 1e-5 and the two-pass variance so
+both frameworks agree to float rounding.
+
+Attention is split into `kv` (project keys/values) and `__call__` (attend with
+given keys/values), so a decoder can precompute the encoder's keys/values once
+and grow a fixed-size self-attention cache one position per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from s2s_jax.layers.init import uniform
+
+NEG = -1e10  # the tutorial's masked_fill value: exp underflows to exactly 0
+
+
+def dense(features: int, fan_in: int, torch_bias: bool) -> nn.Dense:
+    """Xavier-uniform kernel (tutorial 6's `initialize_weights`, also Vaswani's); bias as torch's default or zero."""
+    bias_init = uniform(1.0 / math.sqrt(fan_in)) if torch_bias else nn.initializers.zeros
+    return nn.Dense(features, kernel_init=nn.initializers.xavier_uniform(), bias_init=bias_init)
+
+
+def layer_norm() -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=1e-5, use_fast_variance=False)
+
+
+def write_cache(cache: jax.Array, new: jax.Array, pos: jax.Array) -> jax.Array:
+    """cache [B, h, M, d] with new [B, h, 1, d] written at each row's position pos [B] (no-op past M)."""
+    hit = jnp.arange(cache.shape[2])[None, :] == pos[:, None]
+    return jnp.where(hit[:, None, :, None], new, cache)
+
+
+class MultiHeadAttention(nn.Module):
+    hid_dim: int
+    n_heads: int
+    dropout: float
+    torch_bias: bool = True
+
+    def setup(self) -> None:
+        h = self.hid_dim
+        self.fc_q, self.fc_k, self.fc_v, self.fc_o = (dense(h, h, self.torch_bias) for _ in range(4))
+        self.drop = nn.Dropout(self.dropout)
+
+    def _split(self, x: jax.Array) -> jax.Array:
+        b, t, _ = x.shape
+        return x.reshape(b, t, self.n_heads, self.hid_dim // self.n_heads).transpose(0, 2, 1, 3)
+
+    def kv(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x [B, S, H] -> keys, values [B, heads, S, head_dim]."""
+        return self._split(self.fc_k(x)), self._split(self.fc_v(x))
+
+    def __call__(self, x: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *, train: bool = False):
+        """Queries from x [B, T, H] over k, v; mask broadcasts to [B, heads, T, S] -> (out [B, T, H], weights)."""
+        q = self._split(self.fc_q(x))
+        energy = jnp.einsum("bhtd,bhsd->bhts", q, k) / math.sqrt(self.hid_dim // self.n_heads)
+        weights = jax.nn.softmax(jnp.where(mask, energy, NEG), axis=-1)
+        out = jnp.einsum("bhts,bhsd->bhtd", self.drop(weights, deterministic=not train), v)
+        b, _, t, _ = out.shape
+        return self.fc_o(out.transpose(0, 2, 1, 3).reshape(b, t, self.hid_dim)), weights
+
+
+class FeedForward(nn.Module):
+    hid_dim: int
+    ff_dim: int
+    dropout: float
+    torch_bias: bool = True
+
+    def setup(self) -> None:
+        self.fc_1 = dense(self.ff_dim, self.hid_dim, self.torch_bias)
+        self.fc_2 = dense(self.hid_dim, self.ff_dim, self.torch_bias)
+        self.drop = nn.Dropout(self.dropout)
+
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        return self.fc_2(self.drop(jax.nn.relu(self.fc_1(x)), deterministic=not train))
+
+
+class _Layer(nn.Module):
+    """Shared residual wiring; subclasses define the sublayers."""
+
+    hid_dim: int
+    n_heads: int
+    ff_dim: int
+    dropout: float
+    pre_ln: bool = False
+    torch_bias: bool = True
+
+    def _sublayer(self, x: jax.Array, norm: nn.Module, fn: Callable[[jax.Array], tuple[jax.Array, Any]],
+                  train: bool) -> tuple[jax.Array, Any]:
+        """Pre-LN: x + drop(f(norm(x))); post-LN: norm(x + drop(f(x))). Returns f's extra output too."""
+        if self.pre_ln:
+            y, extra = fn(norm(x))
+            return x + self.drop(y, deterministic=not train), extra
+        y, extra = fn(x)
+        return norm(x + self.drop(y, deterministic=not train)), extra
+
+    def _ff(self, train: bool) -> Callable[[jax.Array], tuple[jax.Array, None]]:
+        return lambda h: (self.positionwise_feedforward(h, train=train), None)
+
+
+class EncoderLayer(_Layer):
+    def setup(self) -> None:
+        self.self_attn_layer_norm = layer_norm()
+        self.ff_layer_norm = layer_norm()
+        self.self_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
+        self.positionwise_feedforward = FeedForward(self.hid_dim, self.ff_dim, self.dropout, self.torch_bias)
+        self.drop = nn.Dropout(self.dropout)
+
+    def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool = False) -> jax.Array:
+        def attend(h):
+            k, v = self.self_attention.kv(h)
+            return self.self_attention(h, k, v, mask, train=train)
+
+        x, _ = self._sublayer(x, self.self_attn_layer_norm, attend, train)
+        x, _ = self._sublayer(x, self.ff_layer_norm, self._ff(train), train)
+        return x
+
+
+class DecoderLayer(_Layer):
+    def setup(self) -> None:
+        self.self_attn_layer_norm = layer_norm()
+        self.enc_attn_layer_norm = layer_norm()
+        self.ff_layer_norm = layer_norm()
+        self.self_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
+        self.encoder_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
+        self.positionwise_feedforward = FeedForward(self.hid_dim, self.ff_dim, self.dropout, self.torch_bias)
+        self.drop = nn.Dropout(self.dropout)
+
+    def cross_kv(self, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The encoder-attention keys/values of `memory` [B, S, H], computed once per source."""
+        return self.encoder_attention.kv(memory)
+
+    def __call__(self, x: jax.Array, self_mask: jax.Array, cross: tuple[jax.Array, jax.Array], src_mask: jax.Array,
+                 *, cache: tuple[jax.Array, jax.Array] | None = None, pos: jax.Array | None = None,
+                 train: bool = False):
+        """x [B, T, H] -> (x, encoder-attention weights, self-attention (keys, values)).
+
+        With `cache` (keys, values [B, h, M, d]) the new positions' keys/values are
+        written at `pos` and attention runs over the whole cache (masked by self_mask).
+        """
+
+        def self_attend(h):
+            k, v = self.self_attention.kv(h)
+            if cache is not None:
+                k, v = write_cache(cache[0], k, pos), write_cache(cache[1], v, pos)
+            out, _ = self.self_attention(h, k, v, self_mask, train=train)
+            return out, (k, v)
+
+        def cross_attend(h):
+            return self.encoder_attention(h, cross[0], cross[1], src_mask, train=train)
+
+        x, kv = self._sublayer(x, self.self_attn_layer_norm, self_attend, train)
+        x, weights = self._sublayer(x, self.enc_attn_layer_norm, cross_attend, train)
+        x, _ = self._sublayer(x, self.ff_layer_norm, self._ff(train), train)
+        return x, weights, kv

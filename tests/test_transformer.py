@@ -1,0 +1,123 @@
+"""Transformer presets at tiny sizes: parity, KV-cached decoding == full pass, padding invariance, limits."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import torch_ref
+from s2s_jax import build_model, presets
+from tests.helpers import (
+    LOGIT_ATOL,
+    check_padding_invariant,
+    check_parity,
+    check_step_equals_full,
+    init_params,
+    logits_of,
+    random_batch,
+)
+from torch_ref.convert import flax_to_torch
+
+TINY = dict(src_vocab_size=13, tgt_vocab_size=13, hid_dim=16, n_layers=2, n_heads=2, ff_dim=32, max_len=64,
+            pad_id=1, bos_id=2, eos_id=0)
+CASES = {
+    "bentrevett-transformer": presets.get("bentrevett-transformer", **TINY),
+    "transformer": presets.get("transformer", **TINY),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    cfg = CASES[request.param]
+    batch = random_batch(cfg, batch=3, src_len=6, tgt_len=5)
+    return cfg, init_params(cfg, batch), batch
+
+
+def test_parity(case):
+    err, grad_rel = check_parity(*case)
+    print(f"{case[0].origin or 'transformer'}: logits abs {err:.2e}, grads rel {grad_rel:.2e}")
+
+
+def test_step_equals_full_for_50_steps(case):
+    cfg, params, _ = case
+    err = check_step_equals_full(cfg, params, random_batch(cfg, seed=1, batch=3, src_len=6, tgt_len=50))
+    print(f"{cfg.origin or 'transformer'}: KV-cached step vs full over 50 steps {err:.2e}")
+
+
+def test_padding_invariant(case):
+    check_padding_invariant(*case)
+
+
+def test_torch_mirror_step_equals_full(case):
+    cfg, params, batch = case
+    tmodel = torch_ref.build_model(cfg).eval()
+    tmodel.load_state_dict(flax_to_torch(cfg, params), strict=True)
+    b = {k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()}
+    with torch.no_grad():
+        enc = tmodel.encode(b["src"], b["src_lengths"])
+        full = tmodel.decode(enc, b["tgt_in"])
+        state, steps = tmodel.init_decode_state(enc, max_decode_len=8), []
+        for t in range(b["tgt_in"].shape[1]):
+            logits, state = tmodel.decode_step(enc, b["tgt_in"][:, t], state)
+            steps.append(logits)
+    assert float((torch.stack(steps, 1) - full).abs().max()) <= LOGIT_ATOL
+
+
+def test_layouts():
+    """Post-LN has no final norms; pre-LN has them; tied embeddings drop fc_out; sinusoids drop pos_embedding."""
+    batch = random_batch(CASES["transformer"], batch=2, src_len=3, tgt_len=2)
+    old = init_params(CASES["bentrevett-transformer"], batch)
+    new = init_params(CASES["transformer"], batch)
+    assert {"fc_out", "pos_embedding"} <= set(old["decoder"]) and "layer_norm" not in old["decoder"]
+    assert "layer_norm" in new["encoder"] and "layer_norm" in new["decoder"]
+    assert not {"fc_out", "pos_embedding"} & set(new["decoder"])
+
+
+def test_kv_cache_state_layout():
+    """Batch on axis 0 of every state array; caches [B, heads, max_decode_len, head_dim]."""
+    cfg = CASES["transformer"]
+    batch = random_batch(cfg, batch=3, src_len=5, tgt_len=2)
+    params = init_params(cfg, batch)
+    model, v = build_model(cfg), {"params": params}
+    enc = model.apply(v, batch["src"], batch["src_lengths"], method="encode")
+    assert enc.cross_k[0].shape == (3, cfg.n_heads, 5, cfg.hid_dim // cfg.n_heads)
+    state = model.apply(v, enc, 12, method="init_decode_state")
+    assert state.keys[1].shape == (3, cfg.n_heads, 12, cfg.hid_dim // cfg.n_heads) and state.pos.shape == (3,)
+    logits, state = model.apply(v, enc, batch["tgt_in"][:, 0], state, method="decode_step")
+    assert np.asarray(state.pos).tolist() == [1, 1, 1] and logits.shape == (3, cfg.tgt_vocab_size)
+    # past the cache: NaN, never silently wrong
+    logits, _ = model.apply(v, enc, batch["tgt_in"][:, 0], state.replace(pos=state.pos + 11), method="decode_step")
+    assert bool(jnp.all(jnp.isnan(logits)))
+
+
+def test_learned_positions_limit_is_a_clear_error():
+    cfg = presets.get("bentrevett-transformer", **{**TINY, "max_len": 6})
+    model = build_model(cfg)
+    ok = random_batch(cfg, batch=2, src_len=6, tgt_len=6)
+    params = model.init(jax.random.key(0), ok["src"], ok["src_lengths"], ok["tgt_in"])
+    long = random_batch(cfg, batch=2, src_len=7, tgt_len=7)
+    with pytest.raises(ValueError, match="source length 7 exceeds .*max_len=6"):
+        model.apply(params, long["src"], long["src_lengths"], method="encode")
+    enc = model.apply(params, ok["src"], ok["src_lengths"], method="encode")
+    with pytest.raises(ValueError, match="target length 7 exceeds .*max_len=6"):
+        model.apply(params, enc, long["tgt_in"], method="decode")
+
+
+def test_sinusoidal_positions_have_no_limit():
+    cfg = presets.get("transformer", **{**TINY, "max_len": 4})
+    batch = random_batch(cfg, batch=2, src_len=9, tgt_len=9)
+    logits = logits_of(cfg, init_params(cfg, batch), batch)
+    assert logits.shape == (2, 9, cfg.tgt_vocab_size) and np.isfinite(logits).all()
+
+
+def test_train_mode_applies_dropout(case):
+    cfg, params, batch = case
+    model = build_model(cfg)
+    args = ({"params": params}, batch["src"], batch["src_lengths"], batch["tgt_in"])
+    a = model.apply(*args, train=True, rngs={"dropout": jax.random.key(1)})
+    b = model.apply(*args, train=True, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_array_equal(a, b)
+    assert np.isfinite(np.asarray(a)).all() and float(jnp.abs(a - model.apply(*args)).max()) > 1e-3
