@@ -35,7 +35,7 @@ class ToyMarkov(nn.Module):
         mask = jnp.arange(src.shape[1])[None, :] < src_lengths[:, None]
         return jnp.sum(jnp.where(mask[..., None], self.src_embed(src), 0.0), axis=1) / src_lengths[:, None]
 
-    def init_decode_state(self, enc):
+    def init_decode_state(self, enc, max_decode_len=None):
         return jnp.zeros(enc.shape[:1], jnp.float32)
 
     def _logits(self, enc, token, step):

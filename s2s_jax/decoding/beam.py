@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.models import check_decode_len
+
 NEG_INF = -1.0e9
 
 
@@ -81,10 +83,11 @@ def beam_search(
     row_max_len: optional [B] per-sentence bound (e.g. a * src_len + b), <= max_len;
         eos is forced at that position so no hypothesis runs past it.
     """
+    check_decode_len(model.cfg, max_len)
     batch = jax.tree.leaves(enc)[0].shape[0]
     variables = {"params": params}
     enc_k = repeat_beams(enc, beam)
-    state = model.apply(variables, enc_k, method="init_decode_state")
+    state = model.apply(variables, enc_k, max_decode_len=max_len, method="init_decode_state")
     limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
 
     tokens = jnp.zeros((batch, beam, max_len + 1), jnp.int32).at[:, :, 0].set(bos_id)

@@ -35,9 +35,9 @@ def reinit(params, spec: str, key: jax.Array):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     if kind == "uniform":
-        new = [jax.random.uniform(k, x.shape, x.dtype, -scale, scale) for k, x in zip(keys, leaves)]
+        new = [jax.random.uniform(k, x.shape, x.dtype, -scale, scale) for k, x in zip(keys, leaves, strict=True)]
     elif kind == "normal":
-        new = [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        new = [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     else:
         raise ValueError(f"param_init={spec!r}: expected 'torch', 'uniform:A' or 'normal:S'")
     return jax.tree.unflatten(treedef, new)

@@ -14,11 +14,13 @@ import math
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.errors import UserError
+
 
 def check_length(length: int, limit: int, what: str) -> None:
-    """Raise ValueError if a sequence of `length` positions exceeds a learned table of `limit` rows."""
+    """Raise UserError if a sequence of `length` positions exceeds a learned table of `limit` rows."""
     if length > limit:
-        raise ValueError(
+        raise UserError(
             f"{what} length {length} exceeds the model's positional limit max_len={limit} "
             f"(learned position embeddings have max_len rows); shorten or split the input, "
             f"or use a model with a larger max_len"

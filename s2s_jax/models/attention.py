@@ -183,7 +183,8 @@ class AttentionSeq2Seq(nn.Module):
 
     # --- decoder -------------------------------------------------------------------------
 
-    def init_decode_state(self, enc: EncoderOutput) -> DecodeState:
+    def init_decode_state(self, enc: EncoderOutput, max_decode_len: int | None = None) -> DecodeState:
+        """The decoder's starting state; its size does not depend on `max_decode_len` (kept for the contract)."""
         b, s = enc.src_mask.shape
         feed = self.cfg.hid_dim if self.cfg.input_feeding else 0
         dtype = enc.outputs.dtype

@@ -236,7 +236,8 @@ class ConvS2S(nn.Module):
         logits, weights = self.decoder(enc, tgt_in, train=train)
         return (logits, weights) if return_attention else logits
 
-    def init_decode_state(self, enc: EncoderOutput) -> DecodeState:
+    def init_decode_state(self, enc: EncoderOutput, max_decode_len: int | None = None) -> DecodeState:
+        """The decoder's starting state; its size does not depend on `max_decode_len` (kept for the contract)."""
         return self.decoder.init_state(enc)
 
     def decode_step(self, enc: EncoderOutput, token: jax.Array, state: DecodeState, *, train: bool = False,

@@ -48,7 +48,9 @@ class RNNSeq2Seq(nn.Module):
     def setup(self) -> None:
         c = self.cfg
         if c.bidirectional:
-            raise ConfigError("the rnn family has unidirectional encoders; bidirectional=True needs an attention preset")
+            raise ConfigError(
+                "the rnn family has unidirectional encoders; bidirectional=True needs an attention preset"
+            )
         self.src_embed = nn.Embed(c.src_vocab_size, c.emb_dim, embedding_init=jax.nn.initializers.normal(1.0))
         self.tgt_embed = nn.Embed(c.tgt_vocab_size, c.emb_dim, embedding_init=jax.nn.initializers.normal(1.0))
         dec_in = c.emb_dim + (c.hid_dim if c.context != "none" else 0)
@@ -70,7 +72,8 @@ class RNNSeq2Seq(nn.Module):
         mask = jnp.arange(src.shape[1])[None, :] < src_lengths[:, None]
         return EncoderOutput(outputs=outputs, final=final, context=top, src_mask=mask)
 
-    def init_decode_state(self, enc: EncoderOutput) -> DecodeState:
+    def init_decode_state(self, enc: EncoderOutput, max_decode_len: int | None = None) -> DecodeState:
+        """The decoder's starting state; its size does not depend on `max_decode_len` (kept for the contract)."""
         if self.cfg.context == "cho":
             # Cho et al.: the decoder starts from the context vector itself.
             return DecodeState(carry=enc.context[:, None, :])

@@ -217,7 +217,8 @@ class AttentionSeq2Seq(nn.Module):
             keys = self.decoder.attention.keys(outputs)
         return EncoderOutput(outputs=outputs, keys=keys, final=final, src_mask=mask)
 
-    def init_decode_state(self, enc: EncoderOutput) -> DecodeState:
+    def init_decode_state(self, enc: EncoderOutput, max_decode_len: int | None = None) -> DecodeState:
+        """The decoder's starting state; its size does not depend on `max_decode_len` (kept for the contract)."""
         b, s = enc.src_mask.shape
         feed = self.cfg.hid_dim if self.cfg.input_feeding else 0
         z = enc.outputs.new_zeros

@@ -109,7 +109,8 @@ class RNNSeq2Seq(nn.Module):
         mask = torch.arange(src.shape[1], device=src.device)[None, :] < src_lengths.to(src.device)[:, None]
         return EncoderOutput(outputs=outputs, final=final, context=top, src_mask=mask)
 
-    def init_decode_state(self, enc: EncoderOutput) -> DecodeState:
+    def init_decode_state(self, enc: EncoderOutput, max_decode_len: int | None = None) -> DecodeState:
+        """The decoder's starting state; its size does not depend on `max_decode_len` (kept for the contract)."""
         if self.cfg.context == "cho":
             # Cho et al.: the decoder starts from the context vector itself.
             return DecodeState(carry=enc.context[:, None, :])
