@@ -150,3 +150,14 @@ def test_real_model_rows_do_not_depend_on_batch():
     for i in range(5):
         one = run(batch["src"][i : i + 1], batch["src_lengths"][i : i + 1])
         np.testing.assert_array_equal(np.asarray(one.tokens[0]), np.asarray(full.tokens[i]))
+
+
+def test_zero_width_state_tensors_are_gathered():
+    """A state with a 0-size axis (attention `feed` without input feeding) survives beam reordering."""
+    cfg = presets.get("bentrevett-attention", src_vocab_size=13, tgt_vocab_size=9, emb_dim=8, hid_dim=8, dropout=0.0)
+    batch = random_batch(cfg, seed=3, batch=3, src_len=5)
+    params = init_params(cfg, batch, seed=1)
+    model = build_model(cfg)
+    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
+    r = beam_search(model, params, enc, beam=3, max_len=4, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+    assert r.tokens.shape == (3, 3, 4)

@@ -61,3 +61,22 @@ def check_parity(cfg: ModelConfig, params: Any, batch: dict[str, np.ndarray]) ->
         assert rel <= GRAD_RTOL, f"gradient of {name} differs: rel {rel}"
         worst = max(worst, rel)
     return err, worst
+
+
+def parity_report(cfg: ModelConfig, *, batch: int = 4, src_len: int = 9, tgt_len: int = 7, seed: int = 0) -> dict:
+    """Run every contract check on random padded inputs; return the measured errors.
+
+    Raises AssertionError (with the failing quantity) if any check is out of tolerance.
+    """
+    from s2s_jax.checks import check_padding_invariant, check_step_equals_full, init_params, random_batch
+
+    data = random_batch(cfg, seed=seed, batch=batch, src_len=src_len, tgt_len=tgt_len)
+    params = init_params(cfg, data, seed=seed)
+    logits_abs, grad_rel = check_parity(cfg, params, data)
+    return {
+        "logits_max_abs": logits_abs,
+        "grad_max_rel": grad_rel,
+        "step_vs_full_max_abs": check_step_equals_full(cfg, params, data),
+        "padding_max_abs": check_padding_invariant(cfg, params, data),
+        "tolerances": {"logits_abs": LOGIT_ATOL, "grad_rel": GRAD_RTOL},
+    }

@@ -49,7 +49,7 @@ def _gather_beams(tree: Any, idx: jax.Array, batch: int, beam: int) -> Any:
     def gather(x):
         x = x.reshape((batch, beam) + x.shape[1:])
         x = jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
-        return x.reshape((-1,) + x.shape[2:])
+        return x.reshape((batch * idx.shape[1],) + x.shape[2:])  # not -1: state may have a 0-size axis
 
     return jax.tree.map(gather, tree)
 

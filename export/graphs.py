@@ -1,0 +1,96 @@
+"""The two exported graphs as torch modules, written once against the model contract.
+
+`EncoderGraph`: (src [B, S], src_lengths [B]) -> the encoder-output tensors the
+decoder step reads, then the initial decode state. `DecoderStepGraph`:
+(token [B], encoder tensors, state tensors) -> (log-probs [B, V], next state).
+
+Nothing here knows a family: `EncoderOutput` and `DecodeState` are flattened
+as pytrees into named tensors (`enc.context`, `state.carry.0`, ...), batch on
+axis 0 as the contract requires, so the runtime can repeat and gather beams
+without knowing what they hold. Precomputed attention keys are just another
+encoder tensor. A family plugs in by having a torch_ref model whose contract
+methods trace under `torch.export` (see `FAMILY_NOTES` in onnx_export.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("name", "idx", "key"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def flatten(tree: Any, prefix: str) -> tuple[list[str], list[torch.Tensor], pytree.TreeSpec]:
+    """(names like `prefix.carry.0`, tensors, spec) of a pytree of tensors."""
+    with_path, spec = pytree.tree_flatten_with_path(tree)
+    names = [".".join([prefix, *(_key_name(k) for k in path)]) for path, _ in with_path]
+    return names, [leaf for _, leaf in with_path], spec
+
+
+def contract_step(model: nn.Module, enc: Any, token: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """decode_step's (logits, state); attention models may append weights, which the runtime does not need."""
+    out = model.decode_step(enc, token, state)
+    return out[0], out[1]
+
+
+class EncoderGraph(nn.Module):
+    """encode + init_decode_state, returning the kept encoder leaves then every state leaf."""
+
+    def __init__(self, model: nn.Module, keep: list[int] | None = None) -> None:
+        super().__init__()
+        self.model, self.keep = model, keep
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        enc = self.model.encode(src, src_lengths)
+        state = self.model.init_decode_state(enc)
+        enc_leaves = pytree.tree_leaves(enc)
+        if self.keep is not None:
+            enc_leaves = [enc_leaves[i] for i in self.keep]
+        return (*enc_leaves, *pytree.tree_leaves(state))
+
+
+class DecoderStepGraph(nn.Module):
+    """One decode_step with log_softmax inside; encoder leaves not in `keep` are None (unused by the step)."""
+
+    def __init__(self, model: nn.Module, enc_spec: pytree.TreeSpec, keep: list[int],
+                 state_spec: pytree.TreeSpec) -> None:
+        super().__init__()
+        self.model, self.enc_spec, self.keep, self.state_spec = model, enc_spec, keep, state_spec
+
+    def forward(self, token: torch.Tensor, enc: tuple[torch.Tensor, ...],
+                state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        leaves: list[Any] = [None] * self.enc_spec.num_leaves
+        for i, tensor in zip(self.keep, enc, strict=True):
+            leaves[i] = tensor
+        enc_tree = pytree.tree_unflatten(leaves, self.enc_spec)
+        logits, new_state = contract_step(self.model, enc_tree, token, pytree.tree_unflatten(list(state),
+                                                                                            self.state_spec))
+        return (torch.log_softmax(logits.float(), dim=-1), *pytree.tree_leaves(new_state))
+
+
+def numpy_stepper(model: nn.Module, src: torch.Tensor, src_lengths: torch.Tensor):
+    """(step, enc arrays, state arrays) for export.search over a torch model: the torch_ref side of the
+    token-identity tests and of bench/onnx_latency.py. `step` takes and returns numpy arrays."""
+    with torch.no_grad():
+        enc = model.encode(src, src_lengths)
+        state = model.init_decode_state(enc)
+    _, enc_leaves, enc_spec = flatten(enc, "enc")
+    _, state_leaves, state_spec = flatten(state, "state")
+
+    def step(enc_arrays, token, state_arrays):
+        with torch.no_grad():
+            enc_tree = pytree.tree_unflatten([torch.from_numpy(a) for a in enc_arrays], enc_spec)
+            state_tree = pytree.tree_unflatten([torch.from_numpy(a) for a in state_arrays], state_spec)
+            logits, new_state = contract_step(model, enc_tree, torch.from_numpy(token), state_tree)
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+        return log_probs.numpy(), [leaf.numpy() for leaf in pytree.tree_leaves(new_state)]
+
+    return step, [leaf.numpy() for leaf in enc_leaves], [leaf.numpy() for leaf in state_leaves]

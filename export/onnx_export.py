@@ -1,0 +1,340 @@
+"""Export a model to `encoder.onnx` + `decoder_step.onnx` + `model.json` for `export.runtime`.
+
+Path of the weights: Flax params -> `torch_ref.convert.flax_to_torch` -> the
+torch_ref mirror -> `swap_rnns` (recurrent stacks become ONNX RNN/GRU/LSTM ops
+with `sequence_lens`, see export/rnn_op.py) -> `torch.onnx.export(dynamo=True)`
+of the two contract graphs in export/graphs.py.
+
+Shapes: batch and source length are dynamic. Which axis of which tensor is
+which is found by running the encoder eagerly at two sample sizes and seeing
+which axes follow B and S (contract: batch on axis 0), so no family declares
+its tensors. Encoder tensors the decoder step never reads (for the rnn family,
+everything except the context) are dropped from both graphs.
+
+After export each graph is checked with `onnx.checker` (full), then run with
+onnxruntime at sizes other than the export sample (batch 1 and 3, source 1 and
+9) against the *unswapped* torch_ref model (packed sequences), so a wrong
+export fails here, not in production. The maximum error is kept in model.json.
+
+All four families (rnn, attention, convs2s, transformer) go through this one
+path; `FAMILY_NOTES` says what each contributes. Limits the ONNX graph would
+not enforce itself are probed and written to model.json for the runtime:
+`max_src_len` (the torch model refuses longer sources: location attention,
+learned positions) and `max_decode_steps` (`DECODE_LIMITED` families keep
+cfg.max_len positions in their decode state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+import torch_ref
+from export import graphs, rnn_op
+from s2s_jax.config import ConfigError, ModelConfig
+from s2s_jax.errors import UserError
+from torch_ref.convert import flax_to_torch
+
+FORMAT = "s2s-jax-onnx"
+VERSION = 1
+ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "model.json"
+SAMPLES = ((2, 5), (3, 7))  # (batch, source length) of the two eager runs; the first is the export sample
+CHECK_SIZES = ((1, 1), (3, 9))  # sizes the exported graphs are run at against torch_ref
+CHECK_STEPS = 3
+CHECK_ATOL = CHECK_RTOL = 1e-4  # on log-probs; relative part for large trained models' large negative log-probs
+
+FAMILY_NOTES = {
+    "rnn": "recurrent stacks swapped for ONNX RNN/GRU/LSTM with sequence_lens",
+    "attention": "as rnn; keys precomputed in encode are an encoder tensor, src_mask a bool input",
+    "convs2s": "decoder conv buffers and position are the state; learned positions limit source and steps",
+    "transformer": "KV caches of cfg.max_len steps and the position are the state; cross-attention K/V precomputed",
+}
+# Families whose decode state holds cfg.max_len positions (learned position table, fixed-size KV cache):
+# the runtime refuses to decode more steps than that instead of running off the end.
+DECODE_LIMITED = {"convs2s", "transformer"}
+
+
+def _sample_batch(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random non-special source ids [B, S] with ragged lengths (the first row full, the rest >= 1)."""
+    rng = np.random.default_rng(seed)
+    specials = {cfg.pad_id, cfg.bos_id, cfg.eos_id}
+    pool = np.array([i for i in range(cfg.src_vocab_size) if i not in specials] or [0])
+    lengths = np.concatenate([[length], rng.integers(1, length + 1, batch - 1)]).astype(np.int64)
+    src = rng.choice(pool, (batch, length)).astype(np.int64)
+    src[np.arange(length)[None, :] >= lengths[:, None]] = cfg.pad_id
+    return torch.from_numpy(src), torch.from_numpy(lengths)
+
+
+def _axes(runs: list[tuple[tuple[int, ...], int, int]], name: str) -> dict[int, str]:
+    """{axis: "batch" | "src_len"} of one tensor from its shapes at the sample sizes; constant axes are static."""
+    axes: dict[int, str] = {}
+    (shape0, b0, s0), (shape1, b1, s1) = runs
+    if len(shape0) != len(shape1):
+        raise ValueError(f"{name} changes rank with the input size")
+    for axis, (n0, n1) in enumerate(zip(shape0, shape1, strict=True)):
+        if n0 == n1:
+            continue
+        if (n0, n1) == (b0, b1):
+            axes[axis] = "batch"
+        elif (n0, n1) == (s0, s1):
+            axes[axis] = "src_len"
+        else:
+            raise ValueError(f"{name} axis {axis} is {n0} then {n1} for batch {b0}/{b1} and source {s0}/{s1}: "
+                             "only batch and source-length axes can be dynamic")
+    if axes and axes.get(0) != "batch":
+        raise ValueError(f"{name}: the contract puts the batch on axis 0, got axes {axes}")
+    return axes
+
+
+def _trees(model: torch.nn.Module, src: torch.Tensor, lengths: torch.Tensor):
+    with torch.no_grad():
+        enc = model.encode(src, lengths)
+        return enc, model.init_decode_state(enc)
+
+
+def _unused_inputs(proto: onnx.ModelProto) -> set[str]:
+    """Graph inputs no node reads (subgraphs included) and no output returns."""
+    used: set[str] = {o.name for o in proto.graph.output}
+
+    def visit(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            used.update(node.input)
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    visit(sub)
+
+    visit(proto.graph)
+    return {i.name for i in proto.graph.input} - used
+
+
+def _export(module: torch.nn.Module, args: tuple, dynamic_shapes: Any, input_names: list[str],
+            output_names: list[str]) -> onnx.ModelProto:
+    """torch.onnx.export (dynamo) with the RNN translations; its progress lines are shown only on failure."""
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+            program = torch.onnx.export(
+                module.eval(), args, dynamo=True, dynamic_shapes=dynamic_shapes, input_names=input_names,
+                output_names=output_names, custom_translation_table=rnn_op.TRANSLATIONS, verbose=False,
+            )
+    except Exception:
+        print(log.getvalue(), file=sys.stderr)
+        raise
+    return program.model_proto
+
+
+def source_limit(model: torch.nn.Module, cfg: ModelConfig) -> int | None:
+    """The longest source `model` accepts, or None. Families with a positional limit (location attention,
+    learned positions) refuse cfg.max_len + 1 tokens in torch; the ONNX graph would not (a negative Pad crops),
+    so the limit goes into model.json and the runtime enforces it."""
+    try:
+        _trees(model, *_sample_batch(cfg, 1, cfg.max_len + 1, 0))
+    except (UserError, IndexError):
+        return cfg.max_len
+    return None
+
+
+def _dims(axes: dict[int, str], dims: dict[str, Any]) -> dict[int, Any] | None:
+    return {axis: dims[kind] for axis, kind in axes.items()} or None
+
+
+def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
+    """Write the two graphs into `out`; return the graph part of model.json (names, axes, check errors)."""
+    reference = torch_ref.build_model(cfg)
+    reference.load_state_dict(flax_to_torch(cfg, params), strict=True)
+    reference.eval()
+    model = copy.deepcopy(reference)
+    rnn_op.swap_rnns(model)
+
+    # Names, specs and dynamic axes from two eager runs.
+    runs = []
+    for seed, (b, s) in enumerate(SAMPLES):
+        enc, state = _trees(model, *_sample_batch(cfg, b, s, seed))
+        runs.append((graphs.flatten(enc, "enc"), graphs.flatten(state, "state"), b, s))
+    (enc_names, enc0, enc_spec), (state_names, state0, state_spec), b0, s0 = runs[0]
+    shapes = {name: [] for name in enc_names + state_names}
+    for (en, el, _), (sn, sl, _), b, s in runs:
+        for name, leaf in zip(en + sn, el + sl, strict=True):
+            shapes[name].append((tuple(leaf.shape), b, s))
+    axes = {name: _axes(runs_of, name) for name, runs_of in shapes.items()}
+    dims = {"batch": torch.export.Dim("batch"), "src_len": torch.export.Dim("src_len")}
+
+    # Decoder first, with every encoder tensor; the ones it never reads are dropped from both graphs.
+    token = torch.full((b0,), cfg.bos_id, dtype=torch.long)
+    step_names = ["next_" + n for n in state_names]
+    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec)
+    dec_dynamic = {"token": {0: dims["batch"]}, "enc": tuple(_dims(axes[n], dims) for n in enc_names),
+                   "state": tuple(_dims(axes[n], dims) for n in state_names)}
+    dec_proto = _export(decoder, (token, tuple(enc0), tuple(state0)), dec_dynamic,
+                        ["token", *enc_names, *state_names], ["log_probs", *step_names])
+    # State inputs stay even if unread (e.g. the last attention weights, which the step only writes):
+    # the runtime feeds the state back whole.
+    unused = _unused_inputs(dec_proto) & set(enc_names)
+    keep = [i for i, n in enumerate(enc_names) if n not in unused]
+    kept_names = [enc_names[i] for i in keep]
+    for value in [v for v in dec_proto.graph.input if v.name in unused]:
+        dec_proto.graph.input.remove(value)
+
+    encoder = graphs.EncoderGraph(model, keep)
+    src, lengths = _sample_batch(cfg, b0, s0, 0)
+    enc_dynamic = {"src": {0: dims["batch"], 1: dims["src_len"]}, "src_lengths": {0: dims["batch"]}}
+    enc_proto = _export(encoder, (src, lengths), enc_dynamic, ["src", "src_lengths"], [*kept_names, *state_names])
+
+    for proto, name in ((enc_proto, ENCODER_FILE), (dec_proto, DECODER_FILE)):
+        onnx.save_model(proto, out / name)
+        onnx.checker.check_model(str(out / name), full_check=True)
+
+    spec = {
+        "encoder": {"file": ENCODER_FILE, "inputs": ["src", "src_lengths"], "outputs": [*kept_names, *state_names]},
+        "decoder_step": {"file": DECODER_FILE, "inputs": ["token", *kept_names, *state_names],
+                         "outputs": ["log_probs", *step_names]},
+        "enc_tensors": kept_names,
+        "state_tensors": state_names,
+        "dynamic_axes": {n: {str(a): k for a, k in axes[n].items()} for n in kept_names + state_names},
+        "max_src_len": source_limit(reference, cfg),
+    }
+    spec["check"] = check_against_torch(cfg, reference, out, spec)
+    return spec
+
+
+def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path, spec: dict[str, Any]) -> dict:
+    """Run the graphs with onnxruntime at CHECK_SIZES and compare step log-probs with torch_ref (packed RNNs)."""
+    import onnxruntime as ort
+
+    enc_sess = ort.InferenceSession(str(out / ENCODER_FILE), providers=["CPUExecutionProvider"])
+    dec_sess = ort.InferenceSession(str(out / DECODER_FILE), providers=["CPUExecutionProvider"])
+    worst, excess, sizes = 0.0, 0.0, []
+    for seed, (b, s) in enumerate(CHECK_SIZES, start=10):
+        s = min(s, spec["max_src_len"] or s)
+        sizes.append([b, s])
+        src, lengths = _sample_batch(cfg, b, s, seed)
+        feeds = dict(zip(spec["encoder"]["inputs"], (src.numpy(), lengths.numpy()), strict=True))
+        values = dict(zip(spec["encoder"]["outputs"], enc_sess.run(None, feeds), strict=True))
+        enc, state = _trees(reference, src, lengths)
+        token = torch.full((b,), cfg.bos_id, dtype=torch.long)
+        rng = np.random.default_rng(seed)
+        for _ in range(CHECK_STEPS):
+            values["token"] = token.numpy()
+            outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
+            with torch.no_grad():
+                logits, state = graphs.contract_step(reference, enc, token, state)
+            expected = torch.log_softmax(logits.float(), dim=-1).numpy()
+            error = np.abs(outputs[0] - expected)
+            worst = max(worst, float(error.max()))
+            excess = max(excess, float((error - CHECK_RTOL * np.abs(expected)).max()))
+            values.update(zip(spec["state_tensors"], outputs[1:], strict=True))
+            token = torch.from_numpy(rng.integers(0, cfg.tgt_vocab_size, b).astype(np.int64))
+    if not excess <= CHECK_ATOL:
+        raise RuntimeError(f"exported graphs differ from torch_ref by up to {worst:.3g} in log-probs "
+                           f"(tolerance {CHECK_ATOL} + {CHECK_RTOL} * |log-prob|); the export is wrong")
+    return {"sizes": sizes, "steps": CHECK_STEPS, "max_abs_logprob_error": worst}
+
+
+def tokenizer_spec(task: Any) -> dict[str, Any] | None:
+    """What the numpy runtime needs to turn text into ids and back, per task (None: ids only)."""
+    if task is None:
+        return None
+    if task.name == "addition":
+        return {"type": "addition", "digits": task.digits, "src_len": task.src_len}
+    raise UserError(f"export: no runtime tokenizer for task {task.name!r}; add it to export.onnx_export.tokenizer_spec "
+                    "and export.runtime.TOKENIZERS")
+
+
+def _prepare_out(out: str | Path) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST_FILE).exists():
+        raise UserError(f"--out {path} is a non-empty directory without {MANIFEST_FILE}; choose a new or empty one")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = None, preset: str | None = None,
+                 quantize: str | None = None) -> dict[str, Any]:
+    """Export `params` of `cfg` into `out`; `task` supplies vocab and tokenizer. Returns the manifest."""
+    if cfg.family not in FAMILY_NOTES:
+        raise ConfigError(f"export: unknown family {cfg.family!r}; known: {sorted(FAMILY_NOTES)}")
+    if quantize not in (None, "int8"):
+        raise UserError(f"--quantize {quantize!r}: only 'int8' is supported")
+    path = _prepare_out(out)
+    for stale in path.glob("*.onnx"):
+        stale.unlink()
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "preset": preset,
+        "config": cfg.to_dict(),
+        "task": None if task is None else task.settings(),
+        "vocab": None if task is None else {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()},
+        "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
+        "tokenizer": tokenizer_spec(task),
+        "max_decode_len": cfg.max_len if task is None else int(task.max_decode_len),
+        "max_decode_steps": cfg.max_len if cfg.family in DECODE_LIMITED else None,
+    }
+    if manifest["max_decode_steps"] is not None:
+        manifest["max_decode_len"] = min(manifest["max_decode_len"], manifest["max_decode_steps"])
+    manifest.update(export_graphs(cfg, params, path))
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if quantize == "int8":
+        from export.quantize import quantize_export
+
+        manifest["int8"] = quantize_export(path)
+    return manifest
+
+
+def export_workdir(workdir: str | Path, out: str | Path, quantize: str | None = None) -> dict[str, Any]:
+    """`s2s-jax export`: the latest checkpoint of a training workdir -> an ONNX export in `out`."""
+    from s2s_jax.workdir import load_run  # orbax only when a workdir is read
+
+    run = load_run(workdir)
+    return export_model(run.cfg, run.params, out, task=run.task, preset=run.training.get("preset"), quantize=quantize)
+
+
+def describe(manifest: dict[str, Any], out: str | Path) -> str:
+    """A few lines for the terminal: files, sizes, check error."""
+    path = Path(out)
+    lines = [f"exported {manifest['config']['family']} model to {path}"]
+    for key in ("encoder", "decoder_step"):
+        f = path / manifest[key]["file"]
+        lines.append(f"  {f.name}: {f.stat().st_size / 1e6:.2f} MB")
+    check = manifest["check"]
+    lines.append(f"  onnxruntime vs torch_ref at (batch, source) {check['sizes']}: "
+                 f"max |log-prob error| {check['max_abs_logprob_error']:.2e}")
+    if "int8" in manifest:
+        q = manifest["int8"]
+        lines.append(f"  int8: {q['bytes_fp32'] / 1e6:.2f} MB -> {q['bytes_int8'] / 1e6:.2f} MB "
+                     f"({q['bytes_int8'] / q['bytes_fp32']:.0%}); quantized ops: {q['quantized_ops']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`s2s-jax export --workdir DIR --out DIR [--quantize int8]` (also `python -m export.onnx_export`)."""
+    parser = argparse.ArgumentParser(prog="s2s-jax export", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, help="training workdir (config.json, vocab.json, checkpoints/)")
+    parser.add_argument("--out", required=True, help="output directory for the .onnx files and model.json")
+    parser.add_argument("--quantize", choices=["int8"], default=None, help="also write int8 dynamic-quantized graphs")
+    args = parser.parse_args(argv)
+    try:
+        manifest = export_workdir(args.workdir, args.out, args.quantize)
+    except (UserError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(manifest, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Translate with an export directory and onnxruntime alone: no torch, no jax, no s2s_jax.
+
+    python -m export.runtime OUT "12+35" "7+8" [--beam 5] [--max-len N] [--alpha 0.6] [--int8]
+
+`Translator.load(OUT)` reads model.json (written by export.onnx_export), opens
+`encoder.onnx` and `decoder_step.onnx`, and decodes batches with the numpy
+greedy/beam search of export/search.py, which reproduces s2s_jax.decoding
+token for token. The decoder state and encoder tensors are whatever model.json
+names, always batch-first, so this file knows no model family. Text goes
+through the tokenizer model.json describes (`TOKENIZERS`), mirroring the
+training task's formatting.
+
+Imports: numpy, onnxruntime and the standard library only (tests run it with
+jax and torch made unimportable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from export.search import Arrays, BeamResult, beam_search, greedy_search
+
+MANIFEST_FILE = "model.json"
+FORMAT = "s2s-jax-onnx"
+VERSION = 1
+DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32, "tensor(bool)": np.bool_}
+
+
+class TranslationError(ValueError):
+    """Bad input to the runtime (export directory, text, option); the message says what and how to fix it."""
+
+
+class Vocab:
+    """The id <-> token part of s2s_jax.data.vocab.Vocab, read from model.json's `vocab` entry."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.tokens = list(data["tokens"])
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.specials = dict(data["specials"])
+
+    def id_of(self, role: str) -> int | None:
+        sym = self.specials.get(role)
+        return None if sym is None else self.index[sym]
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        unk = self.id_of("unk")
+        ids = [self.index.get(t, unk) for t in tokens]
+        if None in ids:
+            bad = [t for t, i in zip(tokens, ids, strict=True) if i is None]
+            raise TranslationError(f"{bad[0]!r} is not in the vocabulary (which has no unk token)")
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """Tokens up to the first eos, with pad/bos dropped (Vocab.decode's defaults)."""
+        eos = self.id_of("eos")
+        drop = {self.id_of("pad"), self.id_of("bos"), eos} - {None}
+        out = []
+        for i in ids:
+            if int(i) == eos:
+                break
+            if int(i) not in drop:
+                out.append(self.tokens[int(i)])
+        return out
+
+
+class AdditionTokenizer:
+    """Seed 002's addition format (s2s_jax/data/addition.py): "12+35" -> `_12+35}` with `digits`-digit operands."""
+
+    problem = re.compile(r"(\d+)\+(\d+)")
+
+    def __init__(self, spec: dict[str, Any], src: Vocab, tgt: Vocab) -> None:
+        self.digits, self.src, self.tgt = int(spec["digits"]), src, tgt
+
+    def encode(self, text: str) -> list[int]:
+        compact = "".join(text.split())
+        m = self.problem.fullmatch(compact)
+        if m is None:
+            raise TranslationError(
+                f"{text!r} is not an addition problem: expected A+B with digits 0-9 only, e.g. 12+35")
+        for operand in m.groups():
+            if len(operand.lstrip("0") or "0") > self.digits:
+                raise TranslationError(f"{text!r}: operand {operand} has more than {self.digits} digits, and this "
+                                       f"model was trained on {self.digits}-digit addition")
+        a, b = int(m.group(1)), int(m.group(2))
+        line = f"{a}+{b}".rjust(2 * self.digits + 1, self.src.specials["pad"]) + self.src.specials["eos"]
+        return self.src.encode(list(line))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.tgt.decode(ids))
+
+
+TOKENIZERS = {"addition": AdditionTokenizer}
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TranslationError(
+            f"{path} is missing; is {path.parent} a directory written by `s2s-jax export`?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TranslationError(f"{path} is not valid JSON ({e}); export again") from None
+    if manifest.get("format") != FORMAT:
+        raise TranslationError(f"{path} is not an s2s-jax ONNX export (format {manifest.get('format')!r})")
+    if manifest.get("version") != VERSION:
+        raise TranslationError(f"{path} has export format version {manifest.get('version')}; this runtime reads "
+                               f"version {VERSION}: export again with this version of s2s-jax")
+    return manifest
+
+
+class Translator:
+    """Batched greedy / beam translation over an encoder and a decoder-step onnxruntime session."""
+
+    def __init__(self, manifest: dict[str, Any], encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+        self.manifest, self.encoder, self.decoder = manifest, encoder, decoder
+        ids = manifest["special_ids"]
+        self.pad_id, self.bos_id, self.eos_id = int(ids["pad"]), int(ids["bos"]), int(ids["eos"])
+        self.max_decode_len = int(manifest["max_decode_len"])
+        self.enc_names, self.state_names = manifest["enc_tensors"], manifest["state_tensors"]
+        self.dec_inputs = manifest["decoder_step"]["inputs"]
+        self.in_types = {i.name: DTYPES[i.type] for s in (encoder, decoder) for i in s.get_inputs()}
+        spec, vocab = manifest.get("tokenizer"), manifest.get("vocab")
+        self.tokenizer = None
+        if spec is not None:
+            if spec["type"] not in TOKENIZERS:
+                raise TranslationError(f"tokenizer {spec['type']!r} is not supported; known: {sorted(TOKENIZERS)}")
+            self.tokenizer = TOKENIZERS[spec["type"]](spec, Vocab(vocab["src"]), Vocab(vocab["tgt"]))
+
+    @classmethod
+    def load(cls, out: str | Path, *, int8: bool = False, threads: int | None = None) -> Translator:
+        """Open the export in `out` (`int8=True`: the quantized graphs written by `--quantize int8`)."""
+        manifest = read_manifest(out)
+        files = {key: manifest[key]["file"] for key in ("encoder", "decoder_step")}
+        if int8:
+            if "int8" not in manifest:
+                raise TranslationError(f"{out} has no int8 graphs; export with --quantize int8")
+            files = {key: manifest["int8"][key] for key in files}
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        sessions = []
+        for key in ("encoder", "decoder_step"):
+            path = Path(out) / files[key]
+            if not path.is_file():
+                raise TranslationError(f"{path} is missing; export again")
+            sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        return cls(manifest, *sessions)
+
+    # -- model calls ------------------------------------------------------------------------
+
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Arrays, Arrays]:
+        """(encoder tensors, initial state) for ids [B, S] and lengths [B]."""
+        feeds = {"src": src.astype(self.in_types["src"]),
+                 "src_lengths": src_lengths.astype(self.in_types["src_lengths"])}
+        outputs = self.encoder.run(None, feeds)
+        n = len(self.enc_names)
+        return outputs[:n], outputs[n:]
+
+    def step(self, enc: Arrays, token: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+        """One decoder step: (log-probs [N, V], next state)."""
+        values = dict(zip(self.enc_names, enc, strict=True))
+        values.update(zip(self.state_names, state, strict=True))
+        values["token"] = token.astype(self.in_types["token"])
+        outputs = self.decoder.run(None, {name: values[name] for name in self.dec_inputs})
+        return outputs[0], outputs[1:]
+
+    def search(self, src: np.ndarray, src_lengths: np.ndarray, *, beam: int = 1, max_len: int | None = None,
+               alpha: float = 0.0) -> BeamResult:
+        """n-best ids for a batch of ids: tokens [B, K, L], lengths [B, K], scores [B, K] (K = 1 for greedy)."""
+        if beam < 1:
+            raise TranslationError(f"beam={beam} must be >= 1")
+        max_len = self.max_decode_len if max_len is None else max_len
+        steps = self.manifest.get("max_decode_steps")
+        if not 1 <= max_len <= (steps or max_len):
+            raise TranslationError(f"max_len={max_len} must be between 1 and {steps or 'inf'} "
+                                   "(the decoder state of this model holds max_decode_steps positions)")
+        limit = self.manifest.get("max_src_len")
+        if limit is not None and src.shape[1] > limit:
+            raise TranslationError(f"source length {src.shape[1]} exceeds this model's limit of {limit} tokens "
+                                   "(max_src_len in model.json); split or shorten the input")
+        enc, state = self.encode(src, src_lengths)
+        ids = dict(bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id)
+        if beam == 1:  # beam 1 is exactly greedy (s2s_jax.decoding.beam); greedy is cheaper
+            tokens, lengths = greedy_search(self.step, enc, state, batch=len(src), max_len=max_len, **ids)
+            return BeamResult(tokens[:, None], lengths[:, None], np.full((len(src), 1), np.nan, np.float32))
+        return beam_search(self.step, enc, state, batch=len(src), beam=beam, max_len=max_len, alpha=alpha, **ids)
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def translate(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
+                  batch_size: int = 32, n_best: int = 1) -> list[str] | list[list[str]]:
+        """Translate `texts` (all checked before any is decoded); n_best > 1 gives a list per text, best first."""
+        if self.tokenizer is None:
+            raise TranslationError("this export has no tokenizer (exported without a task); use search() on ids")
+        if not 1 <= n_best <= beam:
+            raise TranslationError(f"n_best={n_best} must be between 1 and beam={beam}")
+        rows = [self.tokenizer.encode(t) for t in texts]
+        results: list[Any] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            lengths = np.array([len(r) for r in chunk], np.int64)
+            src = np.full((len(chunk), max(lengths)), self.pad_id, np.int64)
+            for i, r in enumerate(chunk):
+                src[i, : len(r)] = r
+            out = self.search(src, lengths, beam=beam, max_len=max_len, alpha=alpha)
+            for row in out.tokens:
+                hyps = [self.tokenizer.decode(row[k]) for k in range(n_best)]
+                results.append(hyps if n_best > 1 else hyps[0])
+        return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.runtime", description="Translate with an ONNX export.")
+    parser.add_argument("out", help="export directory (model.json, encoder.onnx, decoder_step.onnx)")
+    parser.add_argument("texts", nargs="+", help="inputs to translate, e.g. 12+35")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    parser.add_argument("--max-len", type=int, default=None, help="most tokens to generate (default: model.json)")
+    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent")
+    parser.add_argument("--n-best", type=int, default=1, help="hypotheses to print per input (<= beam)")
+    parser.add_argument("--int8", action="store_true", help="use the int8 graphs of `--quantize int8`")
+    args = parser.parse_args(argv)
+    try:
+        translator = Translator.load(args.out, int8=args.int8)
+        outputs = translator.translate(args.texts, beam=args.beam, max_len=args.max_len, alpha=args.alpha,
+                                       n_best=args.n_best)
+    except TranslationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for out in outputs:
+        print("\t".join(out) if isinstance(out, list) else out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

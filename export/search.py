@@ -1,0 +1,134 @@
+"""Greedy and beam search in numpy, step for step the algorithms of `s2s_jax.decoding`.
+
+The model is a `step(enc, token, state) -> (log_probs [N, V], state)` callable
+over lists of batch-first numpy arrays, so the same search drives onnxruntime
+sessions (export.runtime), the torch_ref mirror (tests, bench) or anything else.
+Imports numpy only.
+
+To give the same tokens as the jitted JAX versions, the arithmetic is float32
+throughout and `top_k` breaks ties by lower index (as `jax.lax.top_k` does):
+- greedy (`s2s_jax/decoding/greedy.py`): argmax, pad after eos, stop when every
+  row has emitted eos or after max_len tokens;
+- beam (`s2s_jax/decoding/beam.py`): K live and K finished hypotheses per row;
+  the top 2K candidates always hold K that do not end in eos; eos candidates
+  are finalized only if among the top K; scores are log-probs over the GNMT
+  penalty ((5 + length) / 6) ** alpha; eos is forced on a row's last allowed
+  step; the loop stops once no live hypothesis can beat its row's worst
+  finished one; n-best results, best first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+NEG_INF = np.float32(-1.0e9)
+Arrays = list[np.ndarray]
+StepFn = Callable[[Arrays, np.ndarray, Arrays], tuple[np.ndarray, Arrays]]
+
+
+class BeamResult(NamedTuple):
+    """tokens [B, K, L] (pad after eos), lengths [B, K] (up to and including eos), scores [B, K]; best first."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    scores: np.ndarray
+
+
+def greedy_search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, max_len: int, bos_id: int, eos_id: int,
+                  pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens [B, max_len] (pad after each row's eos) and lengths [B] (max_len if no eos)."""
+    token = np.full(batch, bos_id, np.int64)
+    done = np.zeros(batch, bool)
+    tokens = np.full((batch, max_len), pad_id, np.int32)
+    t = 0
+    while t < max_len and not done.all():
+        logp, state = step(enc, token, state)
+        nxt = np.where(done, pad_id, np.argmax(logp, axis=-1))
+        tokens[:, t] = nxt
+        done |= nxt == eos_id
+        token = nxt.astype(np.int64)
+        t += 1
+    is_eos = tokens == eos_id
+    lengths = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1) + 1, max_len).astype(np.int32)
+    return tokens, lengths
+
+
+def length_penalty(length: np.ndarray, alpha: float) -> np.ndarray:
+    return ((np.float32(5.0) + length.astype(np.float32)) / np.float32(6.0)) ** np.float32(alpha)
+
+
+def top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Largest k along the last axis, ties to the lower index (jax.lax.top_k's order)."""
+    idx = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, idx, axis=-1), idx
+
+
+def repeat_beams(arrays: Sequence[np.ndarray], beam: int) -> Arrays:
+    return [np.repeat(a, beam, axis=0) for a in arrays]
+
+
+def gather_beams(arrays: Sequence[np.ndarray], idx: np.ndarray, batch: int, beam: int) -> Arrays:
+    """Select beams `idx` [B, K'] of [B * beam, ...] arrays, giving [B * K', ...]."""
+    out = []
+    for a in arrays:
+        a = a.reshape((batch, beam) + a.shape[1:])
+        a = np.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
+        out.append(a.reshape((batch * idx.shape[1],) + a.shape[2:]))  # no -1: a state may have a 0-size axis
+    return out
+
+
+def beam_search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int, max_len: int, bos_id: int,
+                eos_id: int, pad_id: int = 0, alpha: float = 0.0,
+                row_max_len: np.ndarray | None = None) -> BeamResult:
+    """Beam search from encoder tensors `enc` and initial `state` (both batch B, repeated to B * beam here)."""
+    enc, state = repeat_beams(enc, beam), repeat_beams(state, beam)
+    limit = np.full(batch, max_len, np.int32) if row_max_len is None else np.minimum(row_max_len, max_len)
+    tokens = np.zeros((batch, beam, max_len + 1), np.int32)
+    tokens[:, :, 0] = bos_id
+    live_tokens, done_tokens = tokens, tokens.copy()
+    live_logp = np.tile(np.array([0.0] + [NEG_INF] * (beam - 1), np.float32), (batch, 1))
+    done_scores = np.full((batch, beam), NEG_INF, np.float32)
+    done_lengths = np.zeros((batch, beam), np.int32)
+    best_len = limit if alpha >= 0 else None
+
+    def can_improve(t: int) -> bool:
+        length = best_len if best_len is not None else np.full(batch, t + 1)
+        best_live = live_logp[:, 0] / length_penalty(length, alpha)
+        return bool(np.any((best_live > done_scores[:, -1]) & (t < limit)))
+
+    t = 0
+    while t < max_len and can_improve(t):
+        logp, state = step(enc, live_tokens[:, :, t].reshape(-1).astype(np.int64), state)
+        logp = logp.astype(np.float32).reshape(batch, beam, -1)
+        vocab = logp.shape[-1]
+        last = (t + 1 >= limit)[:, None, None]
+        logp = np.where(last & (np.arange(vocab) != eos_id), NEG_INF, logp)
+        cand = (live_logp[:, :, None] + logp).reshape(batch, beam * vocab)
+
+        top_logp, top_idx = top_k(cand, 2 * beam)
+        src_beam, tok = top_idx // vocab, top_idx % vocab
+        new_tokens = np.take_along_axis(live_tokens, src_beam[:, :, None], axis=1)
+        new_tokens[:, :, t + 1] = tok
+        is_eos = tok == eos_id
+        alive = t < limit
+
+        live_logp, pick = top_k(np.where(is_eos, NEG_INF, top_logp), beam)
+        live_tokens = np.take_along_axis(new_tokens, pick[:, :, None], axis=1)
+        state = gather_beams(state, np.take_along_axis(src_beam, pick, axis=1), batch, beam)
+
+        finish = is_eos & (np.arange(2 * beam) < beam)[None, :] & alive[:, None]
+        eos_scores = np.where(finish, top_logp / length_penalty(np.float32(t + 1), alpha), NEG_INF)
+        all_scores = np.concatenate([done_scores, eos_scores], axis=1)
+        all_tokens = np.concatenate([done_tokens, new_tokens], axis=1)
+        all_lengths = np.concatenate([done_lengths, np.full(eos_scores.shape, t + 1, np.int32)], axis=1)
+        done_scores, keep = top_k(all_scores, beam)
+        done_tokens = np.take_along_axis(all_tokens, keep[:, :, None], axis=1)
+        done_lengths = np.take_along_axis(all_lengths, keep, axis=1)
+        t += 1
+
+    out = done_tokens[:, :, 1:]
+    out = np.where(np.arange(max_len)[None, None, :] < done_lengths[:, :, None], out, pad_id).astype(np.int32)
+    return BeamResult(tokens=out, lengths=done_lengths, scores=done_scores)
