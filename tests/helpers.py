@@ -10,4 +10,4 @@ from s2s_jax.checks import (  # noqa: F401
     random_batch,
 )
 from s2s_jax.checks import logits_of as flax_logits  # noqa: F401
-from torch_ref.parity import check_parity, torch_logits  # noqa: F401
+from torch_ref.parity import check_parity, check_torch_step_equals_full, torch_logits  # noqa: F401

@@ -10,7 +10,14 @@ import torch
 import torch_ref
 from s2s_jax import ConfigError, build_model, presets
 from s2s_jax.errors import UserError
-from tests.helpers import check_padding_invariant, check_parity, check_step_equals_full, init_params, random_batch
+from tests.helpers import (
+    check_padding_invariant,
+    check_parity,
+    check_step_equals_full,
+    check_torch_step_equals_full,
+    init_params,
+    random_batch,
+)
 from torch_ref.convert import flax_to_torch
 
 TINY = dict(emb_dim=6, hid_dim=8, src_vocab_size=13, tgt_vocab_size=11)
@@ -47,6 +54,11 @@ def test_parity_with_torch_mirror(case):
 def test_step_equals_full(case):
     cfg, params, batch = prepared(case)
     print(f"{case}: step vs full {check_step_equals_full(cfg, params, batch):.2e}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_torch_mirror_step_equals_full(case):
+    check_torch_step_equals_full(*prepared(case))
 
 
 @pytest.mark.parametrize("case", CASES)

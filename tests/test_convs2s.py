@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import torch_ref
 from s2s_jax import build_model, presets
 from s2s_jax.layers.conv import grad_multiply
 from tests.helpers import (
-    LOGIT_ATOL,
     check_padding_invariant,
     check_parity,
     check_step_equals_full,
+    check_torch_step_equals_full,
     init_params,
     logits_of,
     random_batch,
@@ -59,18 +58,7 @@ def test_padding_invariant(case):
 
 
 def test_torch_mirror_step_equals_full(case):
-    cfg, params, batch = case
-    tmodel = torch_ref.build_model(cfg).eval()
-    tmodel.load_state_dict(flax_to_torch(cfg, params), strict=True)
-    b = torch_batch(batch)
-    with torch.no_grad():
-        enc = tmodel.encode(b["src"], b["src_lengths"])
-        full = tmodel.decode(enc, b["tgt_in"])
-        state, steps = tmodel.init_decode_state(enc), []
-        for t in range(b["tgt_in"].shape[1]):
-            logits, state = tmodel.decode_step(enc, b["tgt_in"][:, t], state)
-            steps.append(logits)
-    assert float((torch.stack(steps, 1) - full).abs().max()) <= LOGIT_ATOL
+    check_torch_step_equals_full(*case)
 
 
 def test_pad_fill_changes_the_causal_padding():

@@ -14,6 +14,7 @@ from tests.helpers import (
     check_padding_invariant,
     check_parity,
     check_step_equals_full,
+    check_torch_step_equals_full,
     init_params,
     random_batch,
 )
@@ -54,19 +55,7 @@ def test_padding_invariant(case):
 
 
 def test_torch_step_equals_full(case):
-    cfg, params, batch = case
-    tmodel = torch_ref.build_model(cfg).eval()
-    tmodel.load_state_dict(flax_to_torch(cfg, params), strict=True)
-    b = torch_batch(batch)
-    with torch.no_grad():
-        enc = tmodel.encode(b["src"], b["src_lengths"])
-        full = tmodel.decode(enc, b["tgt_in"])
-        state = tmodel.init_decode_state(enc)
-        steps = []
-        for t in range(b["tgt_in"].shape[1]):
-            logits, state = tmodel.decode_step(enc, b["tgt_in"][:, t], state)
-            steps.append(logits)
-    assert float((torch.stack(steps, dim=1) - full).abs().max()) <= LOGIT_ATOL
+    check_torch_step_equals_full(*case)
 
 
 def test_reverse_source_changes_the_model():

@@ -6,20 +6,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
-import torch_ref
 from s2s_jax import build_model, presets
 from tests.helpers import (
-    LOGIT_ATOL,
     check_padding_invariant,
     check_parity,
     check_step_equals_full,
+    check_torch_step_equals_full,
     init_params,
     logits_of,
     random_batch,
 )
-from torch_ref.convert import flax_to_torch
 
 TINY = dict(src_vocab_size=13, tgt_vocab_size=13, hid_dim=16, n_layers=2, n_heads=2, ff_dim=32, max_len=64,
             pad_id=1, bos_id=2, eos_id=0)
@@ -52,18 +49,7 @@ def test_padding_invariant(case):
 
 
 def test_torch_mirror_step_equals_full(case):
-    cfg, params, batch = case
-    tmodel = torch_ref.build_model(cfg).eval()
-    tmodel.load_state_dict(flax_to_torch(cfg, params), strict=True)
-    b = {k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()}
-    with torch.no_grad():
-        enc = tmodel.encode(b["src"], b["src_lengths"])
-        full = tmodel.decode(enc, b["tgt_in"])
-        state, steps = tmodel.init_decode_state(enc, max_decode_len=8), []
-        for t in range(b["tgt_in"].shape[1]):
-            logits, state = tmodel.decode_step(enc, b["tgt_in"][:, t], state)
-            steps.append(logits)
-    assert float((torch.stack(steps, 1) - full).abs().max()) <= LOGIT_ATOL
+    check_torch_step_equals_full(*case)
 
 
 def test_layouts():
