@@ -1,0 +1,71 @@
+"""Corpus BLEU and chrF with sacreBLEU on detokenized output, and the `evaluate` verb's files.
+
+Hypotheses are compared with the dataset's own reference text. For data that is
+already tokenized (Multi30k `lc.norm.tok`) sacreBLEU must not tokenize again:
+`tokenize="none"`; raw text gets sacreBLEU's standard `13a`. When the model was
+trained lowercased, BLEU is case-insensitive (said in the result's signature).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from s2s_jax.errors import UserError
+
+
+def corpus_scores(hypotheses: list[str], references: list[str], *, pretokenized: bool,
+                  lowercase: bool = False) -> dict[str, Any]:
+    """{"bleu", "chrf", "bleu_signature", "chrf_signature", ...} for aligned hypothesis/reference lists."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if len(hypotheses) != len(references):
+        raise UserError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    bleu = BLEU(tokenize="none" if pretokenized else "13a", lowercase=lowercase)
+    chrf = CHRF(lowercase=lowercase)
+    b = bleu.corpus_score(hypotheses, [references])
+    c = chrf.corpus_score(hypotheses, [references])
+    return {
+        "bleu": round(b.score, 2), "chrf": round(c.score, 2), "bleu_precisions": [round(p, 1) for p in b.precisions],
+        "brevity_penalty": round(b.bp, 3), "hyp_len": b.sys_len, "ref_len": b.ref_len,
+        "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+def evaluate_split(
+    run: Any, split: str, opts: Any, out_dir: str | Path, *, batch_size: int = 64, limit: int | None = None,
+    data_dir: str | None = None, manual_dir: str | None = None, log: Any = print,
+) -> dict[str, Any]:
+    """Translate `split` of the run's dataset, write `{split}.{tag}.hyp` (one line per source, in order) and
+    `{split}.{tag}.json` (scores and settings) under `out_dir`, and return the scores."""
+    from s2s_jax.decoding.translate import Translator
+
+    task = run.task
+    if not hasattr(task, "read_splits"):
+        raise UserError(f"the {task.name} task has no dataset splits to evaluate; train with --data")
+    pairs = task.read_splits([split], data_dir=data_dir, manual_dir=manual_dir)[split]
+    if limit is not None:
+        pairs = pairs[:limit]
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    start = time.perf_counter()
+    hypotheses = Translator(run.cfg, run.params, task, batch_size).translate(sources, opts)
+    seconds = time.perf_counter() - start
+    scores = corpus_scores(hypotheses, references, pretokenized=task.pretokenized,
+                           lowercase=bool(getattr(task.tgt_tok, "lowercase", False)))
+    tag = f"beam{opts.beam}" if opts.method == "beam" else opts.method
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hyp_path = out_dir / f"{split}.{tag}.hyp"
+    hyp_path.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+    result = {
+        "split": split, "data": task.data, "sentences": len(pairs), "step": run.step,
+        "decoding": {"method": opts.method, "beam": opts.beam, "alpha": opts.alpha} if opts.method == "beam"
+        else {"method": opts.method}, **scores, "seconds": round(seconds, 2),
+        "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1), "hypotheses": str(hyp_path),
+    }
+    (out_dir / f"{split}.{tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    log(f"{split} ({len(pairs)} sentences, {tag}): BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  "
+        f"[{scores['bleu_signature']}]  ({seconds:.1f}s)")
+    return result

@@ -1,0 +1,159 @@
+"""Real-data path end to end on a tiny corpus: `train --data`, the Translator API (greedy, beam, sampling),
+`translate`/`evaluate` verbs, and torch_ref's decoding loops giving the JAX tokens."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s2s_jax.cli import main
+from s2s_jax.decoding.translate import DecodeOptions, Translator
+from s2s_jax.errors import UserError
+from s2s_jax.workdir import load_run
+
+WORDS = ["rot", "blau", "grün", "hund", "katze", "haus", "baum"]
+EN = {"rot": "red", "blau": "blue", "grün": "green", "hund": "dog", "katze": "cat", "haus": "house", "baum": "tree"}
+
+
+def corpus(n, seed):
+    rng = np.random.default_rng(seed)
+    src = [" ".join(rng.choice(WORDS, rng.integers(1, 6))) for _ in range(n)]
+    return src, [" ".join(EN[w] for w in s.split()) for s in src]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("translation")
+    files = {}
+    for split, n, seed in (("train", 200, 0), ("validation", 16, 1), ("test", 24, 2)):
+        src, tgt = corpus(n, seed)
+        (root / f"{split}.de").write_text("\n".join(src) + "\n")
+        (root / f"{split}.en").write_text("\n".join(tgt) + "\n")
+        files[split] = f"{root / f'{split}.de'},{root / f'{split}.en'}"
+    data = "parallel_text:" + ";".join(f"{k}={v}" for k, v in files.items())
+    path = root / "run"
+    assert main(["train", "--preset", "bentrevett-attention", "--data", data, "--data-dir", str(root / "tfds"),
+                 "--min-freq", "1", "--buckets", "8,16", "--workdir", str(path), "--set", "emb_dim=8",
+                 "--set", "hid_dim=8", "--set", "dropout=0.0", "--steps", "40", "--batch-size", "16",
+                 "--lr", "0.03", "--eval-every", "0", "--schedule", "constant"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(workdir):
+    run = load_run(workdir)
+    texts = corpus(24, 2)[0]
+    src, src_lengths = run.task.encode_inputs(texts)
+    return run, Translator(run.cfg, run.params, run.task, batch_size=8), texts, src, src_lengths
+
+
+def logprob(run, src, src_lengths, outputs):
+    """Teacher-forced model log-prob of each output (ids through eos)."""
+    from s2s_jax.models import build_model
+
+    width = max(len(o) for o in outputs)
+    tgt = np.zeros((len(outputs), width), np.int32)
+    for i, o in enumerate(outputs):
+        tgt[i, : len(o)] = o
+    tgt_in = np.concatenate([np.full((len(outputs), 1), run.cfg.bos_id), tgt[:, :-1]], axis=1)
+    logits = build_model(run.cfg).apply({"params": run.params}, src, src_lengths, tgt_in)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    picked = jnp.take_along_axis(jax.nn.log_softmax(logits), tgt[:, :, None], axis=2)[..., 0]
+    mask = np.arange(width)[None, :] < np.array([len(o) for o in outputs])[:, None]
+    return np.asarray(jnp.sum(jnp.where(mask, picked, 0.0), axis=1))
+
+
+def test_workdir_keeps_tokenizer_and_vocab(workdir, setup):
+    run = setup[0]
+    assert (workdir / "tokenizer.json").exists() and run.task.src_vocab.unk_id is not None
+    v = run.task.src_vocab
+    assert run.task.encode_source("hund zebra").tolist() == [v.index["hund"], v.unk_id]  # OOV -> unk
+
+
+def test_beam_one_equals_greedy(setup):
+    run, tr, _, src, lengths = setup
+    greedy, _ = tr.decode_ids(src, lengths, DecodeOptions("greedy"))
+    beam1, _ = tr.decode_ids(src, lengths, DecodeOptions("beam", beam=1))
+    assert len({len(g) for g in greedy}) > 1, "the test needs outputs of different lengths"
+    assert all(np.array_equal(a, b) for a, b in zip(greedy, beam1, strict=True))
+
+
+@pytest.mark.parametrize("opts", [DecodeOptions("greedy"), DecodeOptions("beam", beam=3)])
+def test_rows_do_not_depend_on_their_batch(setup, opts):
+    run, tr, _, src, lengths = setup
+    full, _ = tr.decode_ids(src, lengths, opts)
+    pick = np.array([5, 0, 17])
+    alone = Translator(run.cfg, run.params, run.task, batch_size=2)
+    part, _ = alone.decode_ids(src[pick], lengths[pick], opts)
+    assert all(np.array_equal(part[i], full[j]) for i, j in enumerate(pick))
+
+
+def test_beam_five_never_scores_worse_than_greedy(setup):
+    run, tr, _, src, lengths = setup
+    greedy, _ = tr.decode_ids(src, lengths, DecodeOptions("greedy"))
+    beam5, scores = tr.decode_ids(src, lengths, DecodeOptions("beam", beam=5))
+    g, b = logprob(run, src, lengths, greedy), logprob(run, src, lengths, beam5)
+    np.testing.assert_allclose(scores, b, rtol=1e-4, atol=1e-4)  # alpha 0: the score is the log-prob
+    assert np.all(b >= g - 1e-4)
+
+
+def test_length_limit_is_relative_to_the_source(setup):
+    run, tr, _, src, lengths = setup
+    for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=2), DecodeOptions("sample", seed=3)):
+        outs, _ = tr.decode_ids(src, lengths, opts)
+        assert all(len(o) <= lim for o, lim in zip(outs, run.task.decode_limit(lengths), strict=True))
+
+
+def test_sampling_is_seeded_and_top1_is_greedy(setup):
+    run, tr, texts, _, _ = setup
+    greedy = tr.translate(texts, DecodeOptions("greedy"))
+    assert tr.translate(texts, DecodeOptions("sample", top_k=1)) == greedy
+    hot = [tr.translate(texts, DecodeOptions("sample", temperature=5.0, seed=s)) for s in (1, 1, 2)]
+    assert hot[0] == hot[1] and hot[0] != hot[2]
+    with pytest.raises(UserError, match="temperature > 0"):
+        DecodeOptions("sample", temperature=0.0)
+
+
+def test_translate_verb_reads_a_file_and_beams(workdir, setup, tmp_path, capsys):
+    run, tr, texts, _, _ = setup
+    (tmp_path / "in.txt").write_text("\n".join(texts[:5]) + "\n")
+    assert main(["translate", "--workdir", str(workdir), "--input", str(tmp_path / "in.txt"), "--beam", "3",
+                 "--batch-size", "8"]) == 0
+    assert capsys.readouterr().out.splitlines() == tr.translate(texts[:5], DecodeOptions("beam", beam=3))
+
+
+def test_evaluate_verb_writes_hypotheses_and_scores(workdir, capsys):
+    assert main(["evaluate", "--workdir", str(workdir), "--split", "test", "--beam", "2", "--batch-size", "8"]) == 0
+    result = json.loads((workdir / "eval" / "test.beam2.json").read_text())
+    assert result["sentences"] == 24 and 0.0 <= result["bleu"] <= 100.0 and "chrf" in result
+    assert len((workdir / "eval" / "test.beam2.hyp").read_text().splitlines()) == 24
+    assert main(["evaluate", "--workdir", str(workdir), "--split", "nope"]) == 2
+    assert "no split 'nope'" in capsys.readouterr().err
+
+
+def test_torch_ref_decoding_gives_the_jax_tokens(setup):
+    torch = pytest.importorskip("torch")
+    from torch_ref import build_model as build_torch
+    from torch_ref.convert import flax_to_torch
+    from torch_ref.decoding import beam_search, greedy_decode
+
+    run, tr, _, src, lengths = setup
+    tmodel = build_torch(run.cfg)
+    tmodel.load_state_dict(flax_to_torch(run.cfg, run.params))
+    tmodel.eval()
+    width = int(lengths.max())
+    max_len, limits = tr._limits(width, lengths)
+    c = run.cfg
+    s, sl, lim = (torch.from_numpy(np.asarray(a)).long() for a in (src[:, :width], lengths, limits))
+    g_tokens, g_lengths = greedy_decode(tmodel, s, sl, max_len=max_len, bos_id=c.bos_id, eos_id=c.eos_id,
+                                        pad_id=c.pad_id, row_max_len=lim)
+    r = beam_search(tmodel, s, sl, beam=3, max_len=max_len, bos_id=c.bos_id, eos_id=c.eos_id, pad_id=c.pad_id,
+                    row_max_len=lim)
+    full = Translator(run.cfg, run.params, run.task, batch_size=len(src))
+    for opts, tokens, lens in ((DecodeOptions("greedy"), g_tokens, g_lengths),
+                               (DecodeOptions("beam", beam=3), r.tokens[:, 0], r.lengths[:, 0])):
+        jax_out, _ = full.decode_ids(src[:, :width], lengths, opts)
+        torch_out = [tokens[i, : lens[i]].numpy() for i in range(len(src))]
+        assert all(np.array_equal(a, b) for a, b in zip(jax_out, torch_out, strict=True)), opts.method
