@@ -38,7 +38,7 @@ class ModelConfig:
         `d2l` (fed to every step).
     embed_dropout: dropout on embeddings (bentrevett) or only between layers (d2l).
     reverse_source: feed the source reversed (Sutskever et al.), within each
-        row's true length so padding stays at the end.
+        row's true length so padding stays at the end (rnn and attention families).
     """
 
     family: str = "rnn"
@@ -119,6 +119,10 @@ class ModelConfig:
             raise ConfigError(f"hid_dim={self.hid_dim} must be divisible by n_heads={self.n_heads}")
         if self.max_len < 1:
             raise ConfigError(f"max_len={self.max_len} must be >= 1")
+        # reverse_source is an RNN-encoder trick; the other families would silently ignore it.
+        if self.reverse_source and self.family not in ("rnn", "attention"):
+            raise ConfigError(f"reverse_source=True is implemented by the rnn and attention families, "
+                              f"not {self.family!r}")
 
     def replace(self, **overrides: Any) -> ModelConfig:
         """A copy with `overrides`; an unknown key is an error naming the valid ones."""

@@ -22,10 +22,12 @@ import numpy as np
 from s2s_jax.data.addition import AdditionTask
 from s2s_jax.decoding.greedy import make_greedy_decoder
 from s2s_jax.models import build_model
+from s2s_jax.training.config import OptimizerConfig
 from s2s_jax.training.loop import TrainConfig, config_for_task, evaluate, train
 
 DEMO_OVERRIDES = {"reverse_source": True}
-DEMO_TRAINING = TrainConfig(steps=3000, batch_size=128, lr=3e-3, schedule="cosine", eval_every=1000, log_every=500)
+DEMO_TRAINING = TrainConfig(steps=3000, batch_size=128, eval_every=1000, log_every=500)
+DEMO_OPTIMIZER = OptimizerConfig(lr=3e-3, schedule="cosine")
 
 
 def prediction_table(task: AdditionTask, batch: dict[str, np.ndarray], tokens: np.ndarray, rows: Sequence[int]) -> str:
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_for_task("addition-gru", task, DEMO_OVERRIDES)
         tc = TrainConfig(**{**DEMO_TRAINING.to_dict(), "seed": args.seed, "steps": args.steps})
         start = time.perf_counter()
-        result = train(cfg, task, tc, workdir=workdir)
+        result = train(cfg, task, tc, workdir=workdir, optimizer=DEMO_OPTIMIZER, preset="addition-gru")
         elapsed = time.perf_counter() - start
 
         heldout = task.heldout_batch()

@@ -1,12 +1,14 @@
 """A run's workdir: everything `translate` needs to rebuild the model, and nothing else.
 
 Layout:
-    config.json    {"model": ModelConfig, "training": train settings, "task": task settings}
+    config.json    the RunConfig: {"model", "data" (task settings), "optimizer", "training", "decoding"}
     vocab.json     {"src": Vocab, "tgt": Vocab}
+    tokenizer.json text tasks only: tokenizer settings (+ spm.*.model SentencePiece files)
     checkpoints/   orbax CheckpointManager; each step holds items `params`, `opt_state`
-                   and `meta` (step, dropout RNG key data)
-    manifest.json  size and sha256 of every file of the saved checkpoint step
+                   and `meta` (step, dropout RNG, data position, config, vocab); see training/checkpoint.py
+    manifest.json  size and sha256 of every file of every finished checkpoint step; latest and best step
     metrics.jsonl  one line per held-out evaluation during training (step, exact_match, heldout_loss)
+    train.jsonl    one line per log interval (loss, lr, throughput); tb/ the same as TensorBoard events
 
 The manifest is checked before orbax reads anything: a truncated or edited
 checkpoint is reported as such, instead of failing deep inside tensorstore.
@@ -18,7 +20,6 @@ optimizer. Every failure to read a workdir is a `UserError` naming the path.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from s2s_jax.data.tasks import build_task
 from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model
+from s2s_jax.training import checkpoint
 from s2s_jax.training.state import TrainState, init_params
 
 CONFIG_FILE = "config.json"
@@ -64,41 +66,13 @@ def prepare(workdir: str | Path) -> Path:
 
 
 def _manager(path: Path, create: bool) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=create, enable_async_checkpointing=False)
-    handlers = {
-        "params": ocp.StandardCheckpointHandler(),
-        "opt_state": ocp.StandardCheckpointHandler(),
-        "meta": ocp.JsonCheckpointHandler(),
-    }
-    return ocp.CheckpointManager(path.absolute() / CHECKPOINT_DIR, options=options, item_handlers=handlers)
+    return checkpoint.open_manager(path / CHECKPOINT_DIR, read_only=not create)
 
 
-def _file_manifest(step_dir: Path) -> dict[str, list[Any]]:
-    """{relative path: [size, sha256]} for every file under a checkpoint step."""
-    out = {}
-    for f in sorted(step_dir.rglob("*")):
-        if f.is_file():
-            out[f.relative_to(step_dir).as_posix()] = [f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()]
-    return out
-
-
-def _check_manifest(path: Path) -> int:
-    """The checkpointed step, after checking every file the manifest lists is present and unchanged."""
-    manifest = _read_json(path / MANIFEST_FILE)
-    try:
-        step, files = int(manifest["step"]), manifest["files"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{path / MANIFEST_FILE} lacks {e}; the workdir is corrupt") from None
-    step_dir = path / CHECKPOINT_DIR / str(step)
-    if not step_dir.is_dir():
-        raise UserError(f"checkpoint {step_dir} is missing; the workdir is incomplete")
-    have = _file_manifest(step_dir)
-    for name, entry in files.items():
-        if name not in have:
-            raise UserError(f"checkpoint {step_dir} is corrupt: {name} is missing")
-        if have[name] != entry:
-            raise UserError(f"checkpoint {step_dir} is corrupt: {name} changed since it was saved")
-    return step
+def _check_manifest(path: Path, which: str | int = "latest") -> int:
+    """The step to load ("latest", "best" or a number), after checking every file the manifest lists for it is
+    present and unchanged (see `training.checkpoint`)."""
+    return checkpoint.select_step(path, which)
 
 
 def _shape_mismatches(saved: Any, expected: Any) -> list[str]:
@@ -118,24 +92,17 @@ def _shape_mismatches(saved: Any, expected: Any) -> list[str]:
 def save_run(workdir: str | Path, cfg: ModelConfig, training: dict[str, Any], task: Any, state: TrainState) -> None:
     """Write config.json, vocab.json and a checkpoint of `state` at its step."""
     path = Path(workdir)
-    config = {"model": cfg.to_dict(), "training": training, "task": task.settings()}
+    config = {"model": cfg.to_dict(), "training": training, "data": task.settings()}
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     vocab = {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()}
     (path / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if hasattr(task, "save_files"):  # text tasks keep their tokenizer (e.g. a SentencePiece model) with the model
+        task.save_files(path)
     step = int(state.step)
     meta = {"step": step, "rng": np.asarray(state.rng).tolist()}
-    with _manager(path, create=True) as mngr:
-        mngr.save(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(state.params),
-                opt_state=ocp.args.StandardSave(state.opt_state),
-                meta=ocp.args.JsonSave(meta),
-            ),
-        )
-        mngr.wait_until_finished()
-    manifest = {"step": step, "files": _file_manifest(path / CHECKPOINT_DIR / str(step))}
-    (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    ckpt = checkpoint.Checkpoints(path, keep=1, metric="heldout_loss", mode="min", use_async=False)
+    ckpt.save(step, state, meta)
+    ckpt.close()
 
 
 def _read_json(path: Path) -> Any:
@@ -155,11 +122,13 @@ def load_config(workdir: str | Path) -> tuple[ModelConfig, dict[str, Any], Any]:
     config = _read_json(path / CONFIG_FILE)
     try:
         cfg = ModelConfig.from_dict(config["model"])
-        task_settings = dict(config["task"])
+        task_settings = dict(config["data"] if "data" in config else config["task"])  # "task": before sections
         training = dict(config.get("training", {}))
     except (KeyError, TypeError) as e:
         raise UserError(f"{path / CONFIG_FILE} lacks {e}; the workdir is corrupt") from None
     task = build_task(task_settings.pop("name", ""), **task_settings)
+    if hasattr(task, "load_files"):  # text tasks: tokenizers and vocabs come from the workdir, not from data
+        task.load_files(path)
     vocabs = _read_json(path / VOCAB_FILE)
     try:
         src, tgt = Vocab.from_dict(vocabs["src"]), Vocab.from_dict(vocabs["tgt"])
@@ -175,16 +144,21 @@ def load_config(workdir: str | Path) -> tuple[ModelConfig, dict[str, Any], Any]:
     return cfg, training, task
 
 
-def load_run(workdir: str | Path) -> Run:
-    """Rebuild config, task and the latest checkpoint's params from `workdir` alone."""
+def load_run(workdir: str | Path, which: str | int = "latest") -> Run:
+    """Rebuild config, task and a checkpoint's params ("latest", "best" by the validation metric, or a step
+    number) from `workdir` alone."""
     path = Path(workdir)
     cfg, training, task = load_config(path)
     if not (path / CHECKPOINT_DIR).is_dir() or not (path / MANIFEST_FILE).exists():
         raise UserError(f"workdir {path} has no complete checkpoint; training did not finish")
-    step = _check_manifest(path)
+    step = _check_manifest(path, which)
     model = build_model(cfg)
-    sample = task.heldout_batch()  # shapes only: eval_shape runs nothing
+    # shapes only: eval_shape runs nothing; text tasks give a batch that needs no data
+    sample = task.shape_batch() if hasattr(task, "shape_batch") else task.heldout_batch()
     abstract = jax.eval_shape(lambda: init_params(model, cfg, jax.random.key(0), sample))
+    # onto this process's first device, whatever mesh the run was trained (and saved) on
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), abstract)
     with _manager(path, create=False) as mngr:
         where = path / CHECKPOINT_DIR / str(step)
         try:

@@ -78,8 +78,12 @@ def test_train_errors(capsys, tmp_path, extra, message):
     assert not (tmp_path / "w").exists()
 
 
-def test_train_refuses_an_existing_run(workdir, capsys):
-    _one_line_error(capsys, ["train", "--preset", "addition-gru", "--workdir", str(workdir)], "already holds a run")
+def test_train_refuses_to_resume_a_run_with_another_config(workdir, capsys):
+    # an existing run is resumed when the config matches (tests/test_resume.py); otherwise it is an error
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    _one_line_error(capsys, ["train", "--preset", "addition-gru", "--workdir", str(workdir)],
+                    "holds a run with a different config")
+    assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from s2s_jax import build_model
 from s2s_jax.config import ConfigError
 from s2s_jax.data.addition import AdditionTask
 from s2s_jax.errors import UserError
+from s2s_jax.training.config import OptimizerConfig
 from s2s_jax.training.loop import TrainConfig, config_for_task, train
 from s2s_jax.training.metrics import exact_match, sum_in_chunks
 from s2s_jax.training.state import create_train_state
@@ -106,7 +107,7 @@ def test_config_for_task_and_settings_errors():
     with pytest.raises(UserError, match="steps"):
         TrainConfig(steps=0)
     with pytest.raises(UserError, match="schedule"):
-        TrainConfig(schedule="linear")
+        OptimizerConfig(schedule="linear")
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,9 @@ def trained(tmp_path_factory):
     task = AdditionTask(digits=1, n_heldout=10)
     cfg = config_for_task("addition-gru", task, TINY)
     lines = []
-    tc = TrainConfig(steps=40, batch_size=16, eval_every=20, log_every=10, schedule="cosine", warmup_steps=5)
-    result = train(cfg, task, tc, workdir=workdir, log=lines.append)
+    tc = TrainConfig(steps=40, batch_size=16, eval_every=20, log_every=10)
+    opt = OptimizerConfig(schedule="cosine", warmup_steps=5)
+    result = train(cfg, task, tc, workdir=workdir, log=lines.append, optimizer=opt)
     return workdir, cfg, result, lines
 
 
@@ -127,7 +129,7 @@ def test_loop_logs_evaluates_and_saves(trained):
     assert 0.0 <= result.exact_match <= 1.0 and result.exact_match == result.history[-1]["exact_match"]
     config = json.loads((workdir / "config.json").read_text())
     assert config["model"] == cfg.to_dict()
-    assert config["task"] == {"name": "addition", "digits": 1, "seed": 0, "n_heldout": 10}
+    assert config["data"] == {"name": "addition", "digits": 1, "seed": 0, "n_heldout": 10}
     assert config["training"]["steps"] == 40
     assert json.loads((workdir / "vocab.json").read_text())["tgt"]["specials"]["eos"] == "}"
     logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -183,7 +185,7 @@ def test_corrupt_checkpoint_is_reported(trained, tmp_path):
     workdir, _, _, _ = trained
     copy = tmp_path / "copy"
     shutil.copytree(workdir, copy)
-    data = sorted(p for p in (copy / "checkpoints").rglob("*") if p.is_file() and "params" in p.parts)
+    data = sorted(p for p in (copy / "checkpoints" / "40").rglob("*") if p.is_file() and "params" in p.parts)
     biggest = max(data, key=lambda p: p.stat().st_size)
     biggest.write_bytes(biggest.read_bytes()[:-1])
     with pytest.raises(UserError, match="is corrupt: .* changed since it was saved"):

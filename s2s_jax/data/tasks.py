@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from s2s_jax.data.addition import AdditionTask
+from s2s_jax.data.translation import TranslationTask
 from s2s_jax.errors import UserError
 
-TASKS: dict[str, type] = {"addition": AdditionTask}
+TASKS: dict[str, type] = {"addition": AdditionTask, "translation": TranslationTask}
 
 
 def build_task(name: str, **settings: Any) -> Any:

@@ -39,7 +39,7 @@ from s2s_jax.errors import UserError
 from s2s_jax.layers import cells
 from s2s_jax.layers.attention import AdditiveAttention, LocationAttention, LuongAttention
 from s2s_jax.layers.init import linear_kernel, uniform
-from s2s_jax.layers.rnn import RNNStack, length_mask
+from s2s_jax.layers.rnn import RNNStack, length_mask, reverse_within_lengths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +166,8 @@ class AttentionSeq2Seq(nn.Module):
                 f"{c.origin!r}) scores a fixed max_len positions; drop or split longer sentences, "
                 f"pad batches to at most {c.max_len}, or build the model with a larger max_len"
             )
+        if c.reverse_source:  # Sutskever et al.; encoder outputs (and attention weights) are in reading order
+            src = reverse_within_lengths(src, src_lengths)
         emb = self._embed(self.src_embed, src, lay.src_dropout, train)
         outputs, final = self.encoder(emb, src_lengths, train=train)
         mask = length_mask(src_lengths, width)

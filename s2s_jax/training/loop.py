@@ -1,13 +1,15 @@
-"""The training loop: jitted steps, plain progress lines, greedy exact match on held-out data, checkpoint.
+"""The training loop: jitted steps, held-out evaluation, checkpoints and exact resume, in one small loop.
 
-Kept deliberately small (nanoGPT style): one Python loop over steps; batches are a
-function of (task seed, step); everything heavy is inside the jitted step.
+nanoGPT style: one Python loop over steps; batches are a pure function of (task
+seed, step), so a checkpoint's data position is its step; everything heavy is in
+the jitted step. The pieces live next door: run config (`config`), optimizer and
+schedules (`schedules`), mesh and data parallelism (`sharding`), checkpoints and
+resuming (`checkpoint`, `rundir`), reports (`logs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -17,61 +19,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from s2s_jax import presets
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.decoding.greedy import make_greedy_decoder
+from s2s_jax.decoding.translate import DecodeOptions
 from s2s_jax.errors import UserError
-from s2s_jax.models import build_model
+from s2s_jax.models import build_model, target_limit
+from s2s_jax.training import sharding
+from s2s_jax.training.config import BEST_METRICS, DataConfig, OptimizerConfig, RunConfig, TrainConfig
+from s2s_jax.training.logs import RunLog
 from s2s_jax.training.metrics import decode_in_chunks, exact_match, sum_in_chunks
+from s2s_jax.training.schedules import make_optimizer_from
 from s2s_jax.training.state import TrainState, create_train_state
-from s2s_jax.training.steps import SCHEDULES, make_eval_step, make_optimizer, make_train_step
+from s2s_jax.training.steps import make_eval_step, make_train_step
+
+__all__ = ["TrainConfig", "TrainResult", "config_for_task", "evaluate", "train", "train_run"]
 
 TASK_KEYS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (saved in config.json next to the model config).
-
-    eval_every: greedy exact match on the held-out set every this many steps (0: only at the end).
-    clip_norm: global gradient-norm clipping threshold (0 disables it).
-    schedule: learning rate "constant" or "cosine" (decays to 0 at `steps`), after `warmup_steps` linear warmup.
-    """
-
-    steps: int = 3000
-    batch_size: int = 128
-    lr: float = 3e-3
-    seed: int = 0
-    eval_every: int = 500
-    log_every: int = 100
-    clip_norm: float = 1.0
-    label_smoothing: float = 0.0
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    eval_chunk: int = 500
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "eval_chunk"):
-            if getattr(self, name) < 1:
-                raise UserError(f"training: {name}={getattr(self, name)} must be >= 1")
-        if self.eval_every < 0 or self.clip_norm < 0 or self.warmup_steps < 0 or not self.lr > 0:
-            raise UserError("training: eval_every, clip_norm and warmup_steps must be >= 0 and lr > 0")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"training: schedule={self.schedule!r} is not one of {SCHEDULES}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserError(f"training: label_smoothing={self.label_smoothing} must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class TrainResult:
-    state: TrainState
-    exact_match: float
-    history: list[dict[str, float]]
-    seconds: float
 
 
 def config_for_task(preset: str, task: Any, overrides: dict[str, Any] | None = None) -> ModelConfig:
@@ -96,59 +62,254 @@ def evaluate(
     return float(hits.mean()), hits, tokens
 
 
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainState
+    exact_match: float
+    history: list[dict[str, float]]
+    seconds: float
+    stopped: str = ""  # why it ended before tc.steps: "minutes", "early stopping"; "done": resumed a finished run
+    train_log: list[dict[str, float]] = dataclasses.field(default_factory=list)  # this call's train.jsonl records
+
+
 def train(
     cfg: ModelConfig,
     task: Any,
     tc: TrainConfig,
     workdir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    *,
+    optimizer: OptimizerConfig | None = None,
+    decoding: DecodeOptions | None = None,
+    preset: str = "",
+    progress: bool = False,
 ) -> TrainResult:
-    """Train `cfg` on `task` for `tc.steps` steps; if `workdir` is given (and new), save the run there."""
-    if workdir is not None:
-        from s2s_jax import workdir as wd  # orbax is imported only when a run is saved
+    """Train `cfg` on `task` for `tc.steps` steps; with `workdir`, checkpoint there, resuming what is there."""
+    run = RunConfig(model=cfg, data=DataConfig.of(task.settings()), optimizer=optimizer or OptimizerConfig(),
+                    training=tc, decoding=decoding or DecodeOptions(), preset=preset)
+    return train_run(run, task, workdir, log, progress=progress)
 
-        workdir = wd.prepare(workdir)
+
+def train_run(
+    run: RunConfig, task: Any, workdir: str | Path | None = None, log: Callable[[str], None] = print,
+    *, progress: bool = False, mesh: Mesh | None = None,
+) -> TrainResult:
+    """The loop. A workdir holding this run's config resumes from its latest checkpoint, exactly: params,
+    optimizer state, step, dropout RNG, data position and early-stopping state all come from the checkpoint.
+    mesh: the devices to train on (default: a `data` mesh over all devices of all processes)."""
+    cfg, tc = run.model, run.training
+    mesh = mesh or sharding.make_mesh()
+    sharding.check_batch(tc.batch_size, tc.grad_accum, mesh)
+    _check_positions(cfg, task, tc.batch_size)
+    primary = sharding.is_primary()
+    path, ckpt = None, None
+    if workdir is not None:
+        from s2s_jax.training.checkpoint import Checkpoints  # orbax is imported only when a run is saved
+        from s2s_jax.training.rundir import open_for_training
+
+        path, _ = open_for_training(workdir, run, task, primary)
+        sharding.barrier("s2s_jax.workdir")
+        ckpt = Checkpoints(path, keep=tc.keep, metric=tc.best_metric, mode=BEST_METRICS[tc.best_metric])
     model = build_model(cfg)
-    tx = make_optimizer(tc.lr, tc.clip_norm, tc.schedule, tc.steps, tc.warmup_steps)
+    tx, schedule = make_optimizer_from(run.optimizer, tc.steps)
     state = create_train_state(model, cfg, tx, tc.seed, task.train_batch(0, tc.batch_size))
-    train_step = make_train_step(model, tx, tc.label_smoothing)
-    eval_step = make_eval_step(model, tc.label_smoothing)
+    state_sh = sharding.state_sharding(state, mesh, tc.shard_params)
+    state = sharding.place(state, state_sh)
+    stopper = _EarlyStop(tc.best_metric, tc.patience)
+    start = 0
+    if ckpt is not None and ckpt.latest is not None:
+        state, start = _restore(ckpt, state, state_sh, stopper, task, tc)
+    runlog = RunLog(path, start_step=start, total_steps=tc.steps, primary=primary, progress=progress, log=log)
+    batch_sh = sharding.batch_sharding(mesh)
+    train_step = make_train_step(model, tx, run.optimizer.label_smoothing, accum_steps=tc.grad_accum,
+                                 compute_dtype=jnp.bfloat16 if tc.precision == "bf16" else None,
+                                 shardings=(state_sh, batch_sh, sharding.replicated(mesh)))
+    eval_step = make_eval_step(model, run.optimizer.label_smoothing)
     decoder = make_greedy_decoder(model, task.max_decode_len)
     heldout = task.heldout_batch()
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    log(f"model {cfg.family}/{cfg.cell} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
-        f"{n_params:,} parameters; task {task.settings()}; {tc.steps} steps of batch {tc.batch_size}")
+    runlog.line(f"model {cfg.family}/{cfg.cell} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
+                f"{n_params:,} parameters; task {task.settings()}; {tc.steps} steps of batch {tc.batch_size} "
+                f"on {mesh.size} device(s) in {jax.process_count()} process(es)")
+    if start:
+        runlog.line(f"resumed {path} from its checkpoint of step {start}")
 
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    tick, tick_step = start, 0
-    losses: list[jax.Array] = []
-    em = 0.0
-    for step in range(1, tc.steps + 1):
-        state, metrics = train_step(state, task.train_batch(step, tc.batch_size))
-        losses.append(metrics["loss"])
-        if step % tc.log_every == 0 or step == tc.steps:
-            loss = float(jnp.mean(jnp.stack(losses)))
-            losses = []
-            if not math.isfinite(loss):
-                raise UserError(f"loss became {loss} by step {step}; lower --lr or check the data")
-            now = time.perf_counter()
-            rate = (step - tick_step) / (now - tick)
-            tick, tick_step = now, step
-            log(f"step {step:>6}/{tc.steps}  loss {loss:.4f}  {rate:.1f} steps/s")
-        if (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps:
-            em, _, _ = evaluate(decoder, state.params, heldout, tc.eval_chunk)
-            ev = sum_in_chunks(eval_step, state.params, heldout, tc.eval_chunk)
-            heldout_loss = ev["loss_sum"] / max(ev["tokens"], 1.0)
-            history.append({"step": step, "exact_match": em, "heldout_loss": heldout_loss})
-            if workdir is not None:
-                with open(workdir / wd.METRICS_FILE, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(history[-1]) + "\n")
-            log(f"eval step {step}: held-out exact match {em:.2%} of {len(heldout['src'])}, "
-                f"teacher-forced loss {heldout_loss:.4f}  ({time.perf_counter() - start:.0f}s)")
-            tick = time.perf_counter()  # keep evaluation time out of the steps/s figure
-    seconds = time.perf_counter() - start
-    if workdir is not None:
-        wd.save_run(workdir, cfg, tc.to_dict(), task, state)
-        log(f"saved to {workdir}")
-    return TrainResult(state=state, exact_match=em, history=history, seconds=seconds)
+    begin = time.perf_counter()
+    deadline = begin + 60.0 * tc.minutes if tc.minutes else math.inf
+    meter = _Meter(start)
+    em = runlog.history[-1]["exact_match"] if runlog.history else 0.0
+    stopped = "done" if start >= tc.steps else ""
+    if stopped:
+        runlog.line(f"nothing to do: {path} is already trained to step {start}")
+    try:
+        for step in range(start + 1, tc.steps + 1):
+            state, metrics = train_step(state, sharding.global_batch(task.train_batch(step, tc.batch_size), batch_sh))
+            meter.pending.append(metrics)
+            runlog.advance(1)
+            check_clock = bool(tc.minutes) and (jax.process_count() == 1 or step % tc.log_every == 0)
+            timeout = check_clock and sharding.agree(time.perf_counter() >= deadline)
+            last = step == tc.steps or timeout
+            evaluate_now = bool(tc.eval_every and step % tc.eval_every == 0) or last
+            periodic = bool(tc.checkpoint_every and step % tc.checkpoint_every == 0)
+            save_now = ckpt is not None and (evaluate_now or periodic)
+            if step % tc.log_every == 0 or last:
+                _report(runlog, meter, step, tc, schedule, ckpt)
+            elif save_now:
+                _check_finite(jax.device_get(meter.pending), meter.step, ckpt)  # only finite states are saved
+            record, stop_early = None, False
+            if evaluate_now:
+                record = {"step": step, **_heldout_metrics(decoder, eval_step, sharding.to_host(state.params),
+                                                           heldout, task, tc)}
+                em = record["exact_match"]
+                stop_early = stopper.update(step, record)
+                runlog.eval(record)
+                runlog.line(f"eval step {step}: held-out exact match {em:.2%} of {len(heldout['src'])}, "
+                            f"teacher-forced loss {record['heldout_loss']:.4f}"
+                            + (f", BLEU {record['bleu']:.2f}" if "bleu" in record else "")
+                            + f"  ({time.perf_counter() - begin:.0f}s)")
+                meter.tick = time.perf_counter()  # keep evaluation time out of the steps/s figure
+            if save_now:
+                ckpt.save(step, state, _meta(step, state, run, task, stopper), metrics=record)
+            if stop_early:
+                runlog.line(f"early stopping at step {step}: {tc.best_metric} did not improve for {tc.patience} "
+                            f"evaluations (best {stopper.best:.4g} at step {stopper.best_step})")
+                stopped = "early stopping"
+                break
+            if last:
+                stopped = "minutes" if step < tc.steps else ""
+                break
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+        runlog.close()
+    if path is not None and not stopped == "done":
+        runlog.line(f"saved to {path}")
+    return TrainResult(state=state, exact_match=em, history=runlog.history, seconds=time.perf_counter() - begin,
+                       stopped=stopped, train_log=runlog.train_records)
+
+
+class _Meter:
+    """Metrics of the steps since the last report, left on the device until then (no sync per step)."""
+
+    def __init__(self, step: int) -> None:
+        self.pending: list[dict[str, jax.Array]] = []
+        self.step, self.tick = step, time.perf_counter()
+
+
+def _check_finite(values: list[dict[str, Any]], first_step: int, ckpt: Any) -> None:
+    """Stop with a clear message at the first non-finite loss, gradient or updated parameter (the values of steps
+    first_step+1, ...): nothing after it is saved, so the last checkpoint is the last good state."""
+    for i, v in enumerate(values):
+        if not all(math.isfinite(float(v[k])) for k in ("loss", "grad_norm", "param_norm")):
+            good = None if ckpt is None else ckpt.last_saved
+            where = (f"the last good checkpoint, step {good}, is kept in {ckpt.workdir}" if good
+                     else "no checkpoint was saved")
+            raise UserError(f"training stopped: non-finite numbers at step {first_step + i + 1} (loss "
+                            f"{float(v['loss']):.4g}, gradient norm {float(v['grad_norm']):.4g}, parameter norm "
+                            f"{float(v['param_norm']):.4g}); {where}. Lower the learning "
+                            "rate (--lr) or clip gradients (--set optimizer.clip_norm=1) and train in a new --workdir")
+
+
+def _report(runlog: RunLog, meter: _Meter, step: int, tc: TrainConfig, schedule: Any, ckpt: Any) -> None:
+    """Fetch the pending metrics; stop on a non-finite loss; write a train.jsonl record and a progress line."""
+    values = jax.device_get(meter.pending)
+    _check_finite(values, meter.step, ckpt)
+    now = time.perf_counter()
+    n, seconds = step - meter.step, max(now - meter.tick, 1e-9)
+    tokens = float(sum(v["tokens"] for v in values))
+    record = {"step": step, "loss": float(np.mean([v["loss"] for v in values])),
+              "grad_norm": float(np.mean([v["grad_norm"] for v in values])), "lr": float(schedule(step - 1)),
+              "tokens": tokens, "steps_per_s": n / seconds, "tokens_per_s": tokens / seconds}
+    meter.pending, meter.step, meter.tick = [], step, now
+    runlog.train(record)
+    runlog.advance(0, loss=record["loss"], tok_s=f"{record['tokens_per_s']:,.0f}")
+    runlog.line(f"step {step:>6}/{tc.steps}  loss {record['loss']:.4f}  {record['steps_per_s']:.1f} steps/s  "
+                f"{record['tokens_per_s']:,.0f} tokens/s")
+
+
+def _heldout_metrics(decoder: Callable, eval_step: Callable, params: Any, heldout: dict[str, np.ndarray], task: Any,
+                     tc: TrainConfig) -> dict[str, float]:
+    em, _, tokens = evaluate(decoder, params, heldout, tc.eval_chunk)
+    ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
+    out = {"exact_match": em, "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
+    if tc.best_metric == "bleu":
+        import sacrebleu
+
+        hyps = [task.decode_output(row) for row in tokens]
+        refs = [task.decode_output(row) for row in heldout["tgt_out"]]
+        out["bleu"] = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    return out
+
+
+class _EarlyStop:
+    """The best value of the validation metric so far, and how many evaluations since it last improved."""
+
+    def __init__(self, metric: str, patience: int) -> None:
+        self.metric, self.mode, self.patience = metric, BEST_METRICS[metric], patience
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.bad = 0
+
+    def update(self, step: int, record: dict[str, float]) -> bool:
+        """Record an evaluation; True when training should stop."""
+        value = float(record[self.metric])
+        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+            self.best, self.best_step, self.bad = value, step, 0
+        else:
+            self.bad += 1
+        return bool(self.patience) and self.bad >= self.patience
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "bad": self.bad}
+
+    def load(self, saved: dict[str, Any]) -> None:
+        self.best, self.best_step, self.bad = saved.get("best"), saved.get("best_step"), int(saved.get("bad", 0))
+
+
+def data_position(task: Any, batch_size: int, step: int) -> dict[str, int]:
+    """Where the data stream is after `step` steps. Batches are a pure function of (seed, step), so this is
+    the step itself; for bucketed text data also the epoch and the index within it (to detect changed data)."""
+    pos = {"batches": step}
+    if hasattr(task, "batcher"):
+        b = task.batcher(batch_size)
+        pos.update(epoch=step // b.per_epoch, index=step % b.per_epoch, per_epoch=b.per_epoch)
+    return pos
+
+
+def _meta(step: int, state: TrainState, run: RunConfig, task: Any, stopper: _EarlyStop) -> dict[str, Any]:
+    from s2s_jax.training.checkpoint import rng_to_json
+
+    return {"step": step, "rng": rng_to_json(state.rng), "data": data_position(task, run.training.batch_size, step),
+            "early_stopping": stopper.state(), "config": run.to_dict(),
+            "vocab": {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()}}
+
+
+def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: _EarlyStop, task: Any,
+             tc: TrainConfig) -> tuple[TrainState, int]:
+    step = int(ckpt.latest)
+    params, opt_state, meta = ckpt.restore(step, state)
+    saved, now = meta.get("data"), data_position(task, tc.batch_size, step)
+    if saved is not None and saved != now:
+        raise UserError(f"the checkpoint of step {step} in {ckpt.workdir} is at data position {saved}, but the data "
+                        f"now gives {now}: the training data changed since; resume with the original data or "
+                        "train in a new --workdir")
+    stopper.load(meta.get("early_stopping", {}))
+    small = sharding.place({"step": np.int32(step), "rng": np.asarray(meta["rng"], np.uint32)},
+                           {"step": state_sh.step, "rng": state_sh.rng})
+    return state.replace(step=small["step"], params=params, opt_state=opt_state, rng=small["rng"]), step
+
+
+def _check_positions(cfg: ModelConfig, task: Any, batch_size: int) -> None:
+    """Models with learned position tables cannot take sequences longer than their `max_len`: say so up front
+    (a lookup past the table would silently give garbage)."""
+    limit = target_limit(cfg)
+    if limit is None:
+        return
+    widths = {"training": task.train_batch(1, batch_size), "held-out": task.heldout_batch()}
+    for name, b in widths.items():
+        width = max(b["src"].shape[1], b["tgt_in"].shape[1])
+        if hasattr(task, "batcher") and name == "training":
+            width = max(width, *task.batcher(batch_size).shapes)
+        if width > limit:
+            raise UserError(f"the {name} data has sequences of {width} positions but the {cfg.family} model has "
+                            f"{limit} (max_len): raise it (--set max_len={width}) or give shorter sequences")

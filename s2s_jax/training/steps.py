@@ -16,13 +16,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from s2s_jax.training.schedules import SCHEDULES, make_schedule
 from s2s_jax.training.state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
-
-SCHEDULES = ("constant", "cosine")
+__all__ = ["SCHEDULES", "make_optimizer", "make_train_step", "make_eval_step", "masked_cross_entropy", "target_mask"]
 
 
 def make_optimizer(
@@ -30,18 +30,10 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """Adam after global-norm gradient clipping (clip_norm None or <= 0 disables clipping).
 
-    schedule: "constant", or "cosine" decay to 0 over `steps`; either after a linear warmup of `warmup_steps`.
+    schedule: one of `schedules.SCHEDULES` (constant, cosine to 0 over `steps`, inverse_sqrt), after a linear warmup
+    of `warmup_steps`. The full set of options (adamw, sgd, betas) is `schedules.make_optimizer_from`.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r} is not one of {SCHEDULES}")
-    if schedule == "cosine":
-        rate = optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps, max(steps, warmup_steps + 1), 0.0)
-    elif warmup_steps > 0:
-        rate = optax.join_schedules(
-            [optax.linear_schedule(0.0, lr, warmup_steps), optax.constant_schedule(lr)], [warmup_steps]
-        )
-    else:
-        rate = lr
+    rate = make_schedule(schedule, lr, steps, warmup_steps) if schedule != "constant" or warmup_steps else lr
     parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm and clip_norm > 0 else []
     return optax.chain(*parts, optax.adam(rate))
 
@@ -75,24 +67,61 @@ def _counts(logits: jax.Array, batch: Batch, mask: jax.Array) -> jax.Array:
     return jnp.sum((jnp.argmax(logits, -1) == batch["tgt_out"]) * mask)
 
 
+def _cast(tree: Any, dtype: Any) -> Any:
+    """Floating leaves of `tree` in `dtype` (bf16 compute keeps float32 master parameters)."""
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _micro_batches(batch: Batch, k: int) -> Batch:
+    """[B, ...] -> [k, B/k, ...] with micro-batch j = rows j, j+k, j+2k, ...: a device's contiguous block of
+    rows holds an equal share of every micro-batch, so splitting needs no communication when B is sharded."""
+    return jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1), batch)
+
+
 def make_train_step(
-    model: nn.Module, tx: optax.GradientTransformation, label_smoothing: float = 0.0
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    label_smoothing: float = 0.0,
+    *,
+    accum_steps: int = 1,
+    compute_dtype: Any = None,
+    shardings: tuple[Any, Any, Any] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`step(state, batch) -> (state, metrics)`, jitted with the state donated.
 
-    metrics: loss (mean per target token), tokens, correct (teacher-forced argmax hits), grad_norm.
-    Each step splits the state's key: one half for this step's dropout, one carried on.
+    metrics: loss (mean per target token), tokens, correct (teacher-forced argmax hits), grad_norm, param_norm
+    (after the update). Each step splits the state's key: one half for this step's dropout, one carried on.
+    accum_steps: the batch is cut into this many micro-batches whose gradients are summed (a `lax.scan`), so
+        the update equals the one of the whole batch (each micro-batch's loss is divided by the whole batch's
+        token count); micro-batch i draws its dropout from fold_in(key, i).
+    compute_dtype: e.g. jnp.bfloat16: parameters are cast for the forward/backward pass, logits cast back to
+        float32 for the loss; gradients, parameters and optimizer state stay float32.
+    shardings: (state, batch, replicated) shardings from `training.sharding`, for data parallel jit.
     """
 
-    def loss_fn(params, batch, key):
-        logits = _logits(model, params, batch, True, {"dropout": key})
+    def loss_fn(params, batch, key, n_total):
+        p = params if compute_dtype is None else _cast(params, compute_dtype)
+        logits = _logits(model, p, batch, True, {"dropout": key}).astype(jnp.float32)
         mask = target_mask(batch)
         total, n = masked_cross_entropy(logits, batch["tgt_out"], mask, label_smoothing)
-        return total / jnp.maximum(n, 1.0), (n, _counts(logits, batch, mask))
+        return total / jnp.maximum(n_total, 1.0), (n, _counts(logits, batch, mask))
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key, dropout_key = jax.random.split(jax.random.wrap_key_data(state.rng))
-        (loss, (n, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, dropout_key)
+        n_total = jnp.sum(target_mask(batch))
+        if accum_steps == 1:
+            (loss, (n, correct)), grads = grad_fn(state.params, batch, dropout_key, n_total)
+        else:
+            def micro(carry, xs):
+                i, mb = xs
+                out = grad_fn(state.params, mb, jax.random.fold_in(dropout_key, i), n_total)
+                return jax.tree.map(jnp.add, carry, out), None
+
+            zero = ((jnp.zeros(()), (jnp.zeros(()), jnp.zeros(()))), jax.tree.map(jnp.zeros_like, state.params))
+            xs = (jnp.arange(accum_steps), _micro_batches(batch, accum_steps))
+            ((loss, (n, correct)), grads), _ = jax.lax.scan(micro, zero, xs)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = state.replace(
             step=state.step + 1,
@@ -100,9 +129,15 @@ def make_train_step(
             opt_state=opt_state,
             rng=jax.random.key_data(key),
         )
-        return new, {"loss": loss, "tokens": n, "correct": correct, "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": loss, "tokens": n, "correct": correct, "grad_norm": optax.tree.norm(grads),
+                   "param_norm": optax.tree.norm(new.params)}  # inf/nan here: the update overflowed
+        return new, metrics
 
-    return jax.jit(step, donate_argnums=0)
+    if shardings is None:
+        return jax.jit(step, donate_argnums=0)
+    state_sharding, batch_sharding, replicated = shardings
+    return jax.jit(step, donate_argnums=0, in_shardings=(state_sharding, batch_sharding),
+                   out_shardings=(state_sharding, replicated))
 
 
 def make_eval_step(model: nn.Module, label_smoothing: float = 0.0) -> Callable[[Any, Batch], Metrics]:

@@ -31,7 +31,7 @@ from s2s_jax.errors import UserError
 from s2s_jax.layers.attention import NEG_INF
 from s2s_jax.models.attention import Layout, layout_of
 from torch_ref.convert import Rule, embedding, linear, rnn_stack
-from torch_ref.layers import State, length_mask, make_rnn, run_rnn, step_rnn
+from torch_ref.layers import State, length_mask, make_rnn, reverse_within_lengths, run_rnn, step_rnn
 
 
 class Names(NamedTuple):
@@ -203,6 +203,8 @@ class AttentionSeq2Seq(nn.Module):
                 f"{c.origin!r}) scores a fixed max_len positions; drop or split longer sentences, "
                 f"pad batches to at most {c.max_len}, or build the model with a larger max_len"
             )
+        if c.reverse_source:
+            src = reverse_within_lengths(src, src_lengths)
         emb = self._embed(self.encoder.embedding, src, lay.src_dropout)
         outputs, final = run_rnn(self.encoder_rnn, emb, src_lengths)
         mask = length_mask(src_lengths.to(src.device), width)

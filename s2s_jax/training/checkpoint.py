@@ -1,0 +1,259 @@
+"""Checkpoints of a training run: orbax `CheckpointManager` items plus a manifest of verified steps.
+
+Each step directory `checkpoints/<step>/` holds three items:
+    params, opt_state   StandardCheckpointHandler (tensorstore; restored straight into their shardings)
+    meta                JSON: step, dropout RNG key data, data position, early-stopping state, the run config
+                        and the vocab (so a checkpoint copied on its own still says what it is)
+
+Atomicity: orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it
+when every item is written, so a step directory is either complete or absent;
+leftover tmp directories are deleted when the manager opens. On top of that,
+`manifest.json` lists the size and sha256 of every file of every finished step
+(written atomically with os.replace after orbax finishes): resuming and loading
+use only listed steps, so a checkpoint that orbax had not finalized, or that
+finished but never made it into the manifest, is never picked up, and an edited
+or truncated file is reported as corruption instead of failing inside tensorstore.
+
+Saves are asynchronous (training continues while the files are written); the
+manifest entry of a step is added when its write is known to be finished (at the
+next save, or `close`). Kept: the latest `keep` steps and the best one by the
+validation metric (orbax preservation policies).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from s2s_jax.errors import UserError
+
+CHECKPOINT_DIR = "checkpoints"
+MANIFEST_FILE = "manifest.json"
+# Test-only fault injection: SIGKILL this process while the checkpoint of this step is being written (after its
+# meta item, before orbax finalizes the step), to check that an interrupted save is never picked up.
+KILL_DURING_SAVE = "S2S_JAX_TEST_KILL_DURING_SAVE"
+
+
+class _MetaHandler(ocp.JsonCheckpointHandler):
+    """The JSON item, with the fault-injection hook above."""
+
+    async def _save_fn(self, x: Any, directory: Any) -> None:
+        await super()._save_fn(x, directory)
+        if os.environ.get(KILL_DURING_SAVE) == str(x.get("step")):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@ocp.args.register_with_handler(_MetaHandler, for_save=True)
+@dataclasses.dataclass
+class MetaSave(ocp.args.JsonSave):
+    """Save args of the meta item (orbax picks a handler by the args' class)."""
+
+
+@ocp.args.register_with_handler(_MetaHandler, for_restore=True)
+@dataclasses.dataclass
+class MetaRestore(ocp.args.JsonRestore):
+    """Restore args of the meta item."""
+
+
+def _handlers() -> dict[str, Any]:
+    return {"params": ocp.StandardCheckpointHandler(), "opt_state": ocp.StandardCheckpointHandler(),
+            "meta": _MetaHandler()}
+
+
+def open_manager(directory: Path, *, keep: int = 1, metric: str | None = None, mode: str = "min",
+                 read_only: bool = False, use_async: bool = False) -> ocp.CheckpointManager:
+    """An orbax manager over `directory` keeping the latest `keep` steps and the best by `metric` (of equally
+    good steps, the earliest: the one early stopping counts from)."""
+    cm = ocp.checkpoint_managers
+    policies = [cm.LatestN(keep)]
+    if metric:
+        sign = 1 if mode == "min" else -1  # BestN keeps the largest key, or with reverse=True the smallest
+        policies.append(cm.BestN(get_metric_fn=lambda m: (m[metric], sign * m["step"]), reverse=mode == "min", n=1,
+                                 keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        create=not read_only, read_only=read_only, enable_async_checkpointing=use_async,
+        cleanup_tmp_directories=not read_only, preservation_policy=cm.AnyPreservationPolicy(policies),
+    )
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=_handlers())
+
+
+# ---- manifest ----------------------------------------------------------------------------------------------------
+def file_manifest(step_dir: Path) -> dict[str, list[Any]]:
+    """{relative path: [size, sha256]} for every file under a checkpoint step."""
+    out = {}
+    for f in sorted(step_dir.rglob("*")):
+        if f.is_file():
+            out[f.relative_to(step_dir).as_posix()] = [f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()]
+    return out
+
+
+def read_manifest(workdir: Path) -> dict[str, Any]:
+    """The manifest as {"latest", "best", "metric", "mode", "steps": {str(step): {"files", "metrics"}}}; the
+    one-step format of earlier versions ({"step", "files"}) is read too."""
+    path = workdir / MANIFEST_FILE
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"workdir {workdir} has no complete checkpoint ({MANIFEST_FILE} is missing)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); the workdir is corrupt") from None
+    try:
+        if "steps" not in m:
+            m = {"latest": int(m["step"]), "best": None, "steps": {str(int(m["step"])): {"files": m["files"]}}}
+        m["latest"] = None if m.get("latest") is None else int(m["latest"])
+        m["steps"] = {str(int(k)): v for k, v in dict(m["steps"]).items()}
+        for entry in m["steps"].values():
+            dict(entry["files"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{path} lacks {e}; the workdir is corrupt") from None
+    return m
+
+
+def write_manifest(workdir: Path, manifest: dict[str, Any]) -> None:
+    """Atomic: a reader sees the old manifest or the new one, never half of one."""
+    tmp = workdir / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, workdir / MANIFEST_FILE)
+
+
+def verify_step(workdir: Path, manifest: dict[str, Any], step: int) -> None:
+    """Every file the manifest lists for `step` is present and unchanged (else a UserError naming it)."""
+    step_dir = workdir / CHECKPOINT_DIR / str(step)
+    entry = manifest["steps"].get(str(step))
+    if entry is None:
+        raise UserError(f"checkpoint step {step} is not in {workdir / MANIFEST_FILE}")
+    if not step_dir.is_dir():
+        raise UserError(f"checkpoint {step_dir} is missing; the workdir is incomplete")
+    have = file_manifest(step_dir)
+    for name, listed in entry["files"].items():
+        if name not in have:
+            raise UserError(f"checkpoint {step_dir} is corrupt: {name} is missing")
+        if have[name] != listed:
+            raise UserError(f"checkpoint {step_dir} is corrupt: {name} changed since it was saved")
+
+
+def select_step(workdir: Path, which: str | int = "latest") -> int:
+    """The verified step to load: "latest", "best" (latest when no step has metrics) or a step number."""
+    m = read_manifest(workdir)
+    if which == "best":
+        step = m.get("best") if m.get("best") is not None else m["latest"]
+    elif which == "latest":
+        step = m["latest"]
+    else:
+        step = int(which)
+    if step is None:
+        raise UserError(f"workdir {workdir} has no complete checkpoint yet")
+    if str(step) not in m["steps"]:
+        kept = ", ".join(sorted(m["steps"], key=int)) or "none"
+        raise UserError(f"workdir {workdir} has no checkpoint of step {step}; kept steps: {kept}")
+    verify_step(workdir, m, int(step))
+    return int(step)
+
+
+# ---- the run's checkpointer ---------------------------------------------------------------------------------------
+class Checkpoints:
+    """Saving (async) and restoring a run's train state; every process calls `save`, process 0 writes the
+    manifest."""
+
+    def __init__(self, workdir: Path, *, keep: int, metric: str, mode: str, use_async: bool = True) -> None:
+        self.workdir, self.metric, self.mode = Path(workdir), metric, mode
+        self.primary = jax.process_index() == 0
+        self.manifest = self._existing_manifest()
+        self._drop_unlisted_steps()
+        self.mngr = open_manager(self.workdir / CHECKPOINT_DIR, keep=keep, metric=metric, mode=mode,
+                                 use_async=use_async)
+        self._pending: dict[int, dict[str, float] | None] = {}
+        self.last_saved: int | None = self.latest
+
+    def _existing_manifest(self) -> dict[str, Any]:
+        if (self.workdir / MANIFEST_FILE).exists():
+            m = read_manifest(self.workdir)
+        else:
+            m = {"latest": None, "best": None, "steps": {}}
+        return {**m, "metric": self.metric, "mode": self.mode}
+
+    def _drop_unlisted_steps(self) -> None:
+        """Step directories the manifest does not list were finalized by orbax after the last manifest write
+        (a crash in between). They are not trusted; removing them lets the resumed run save those steps again."""
+        root = self.workdir / CHECKPOINT_DIR
+        if not self.primary or not root.is_dir():
+            return
+        for d in root.iterdir():
+            if d.is_dir() and d.name.isdigit() and d.name not in self.manifest["steps"]:
+                shutil.rmtree(d)
+
+    @property
+    def latest(self) -> int | None:
+        return self.manifest["latest"]
+
+    def restore(self, step: int, target: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """(params, opt_state, meta) of `step`, the arrays restored into the shapes, dtypes and shardings of
+        `target` (a TrainState)."""
+        if self.primary:
+            verify_step(self.workdir, self.manifest, step)
+
+        def abstract(tree: Any) -> Any:
+            return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+        try:
+            out = self.mngr.restore(step, args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(abstract(target.params)),
+                opt_state=ocp.args.StandardRestore(abstract(target.opt_state)),
+                meta=MetaRestore(),
+            ))
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            msg = str(e).split(" [tensorstore_spec")[0][:300]
+            raise UserError(f"checkpoint {self.workdir / CHECKPOINT_DIR / str(step)} cannot be restored into this "
+                            f"run ({type(e).__name__}: {msg})") from None
+        return out["params"], out["opt_state"], dict(out["meta"])
+
+    def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
+        """Start writing `state` at `step` (returns once the arrays are copied off the devices)."""
+        self._finish_pending()
+        metrics = None if metrics is None or self.metric not in metrics else {self.metric: metrics[self.metric],
+                                                                              "step": step}
+        self.mngr.save(step, metrics=metrics, force=True, args=ocp.args.Composite(
+            params=ocp.args.StandardSave(state.params),
+            opt_state=ocp.args.StandardSave(state.opt_state),
+            meta=MetaSave(meta),
+        ))
+        self._pending[step] = metrics
+        self.last_saved = step
+
+    def _finish_pending(self) -> None:
+        self.mngr.wait_until_finished()
+        if not self._pending:
+            return
+        if self.primary:
+            kept = {str(s) for s in self.mngr.all_steps()}
+            steps = {k: v for k, v in self.manifest["steps"].items() if k in kept}
+            for step, metrics in self._pending.items():
+                if str(step) in kept:
+                    files = file_manifest(self.workdir / CHECKPOINT_DIR / str(step))
+                    steps[str(step)] = {"files": files, "metrics": metrics}
+            latest = max((int(k) for k in steps), default=None)
+            sign = 1 if self.mode == "min" else -1
+            scored = [(v["metrics"][self.metric], sign * int(k)) for k, v in steps.items() if v.get("metrics")]
+            best = sign * (min if self.mode == "min" else max)(scored)[1] if scored else None
+            self.manifest = {**self.manifest, "latest": latest, "best": best, "steps": steps}
+            write_manifest(self.workdir, self.manifest)
+        self._pending = {}
+
+    def close(self) -> None:
+        """Wait for the last save and record it in the manifest."""
+        self._finish_pending()
+        self.mngr.close()
+
+
+def rng_to_json(rng: Any) -> list[int]:
+    return np.asarray(jax.device_get(rng)).astype(np.uint32).tolist()

@@ -1,0 +1,56 @@
+"""Learning-rate schedules and the optax optimizer of a run.
+
+Every schedule starts with `warmup_steps` of linear warmup:
+- constant: `lr` after the warmup (optax's linear warmup from 0: the first update has lr 0),
+- cosine: cosine decay from `lr` to 0 at `steps` (optax's warmup_cosine_decay_schedule, same warmup),
+- inverse_sqrt: `lr * min(n / warmup, sqrt(warmup / n))` at update n = 1, 2, ... (Vaswani et al.;
+  fairseq's `inverse_sqrt`): linear up to `lr` at n = warmup, then decaying as 1/sqrt(n); without a
+  warmup, `lr / sqrt(n)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+
+SCHEDULES = ("constant", "cosine", "inverse_sqrt")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def make_schedule(name: str, lr: float, steps: int = 1, warmup_steps: int = 0) -> optax.Schedule:
+    """The learning rate as a function of the update count (0-based)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule={name!r} is not one of {SCHEDULES}")
+    if name == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps, max(steps, warmup_steps + 1), 0.0)
+    if name == "inverse_sqrt":
+        w = max(warmup_steps, 1)
+
+        def inverse_sqrt(count: Any) -> Any:
+            n = jnp.asarray(count, jnp.float32) + 1.0  # the update's number, from 1
+            warm = n / w if warmup_steps else 1.0
+            return lr * jnp.minimum(warm, jnp.sqrt(w / n))
+
+        return inverse_sqrt
+    if warmup_steps > 0:
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, lr, warmup_steps), optax.constant_schedule(lr)], [warmup_steps]
+        )
+    return optax.constant_schedule(lr)
+
+
+def make_optimizer_from(opt: Any, steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(gradient transformation, schedule) for an `OptimizerConfig`: clipping, then adam / adamw / sgd."""
+    schedule = make_schedule(opt.schedule, opt.lr, steps, opt.warmup_steps)
+    if opt.name == "adam":
+        core = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+    elif opt.name == "adamw":
+        core = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+    elif opt.name == "sgd":
+        core = optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov)
+    else:
+        raise ValueError(f"optimizer {opt.name!r} is not one of {OPTIMIZERS}")
+    parts = [optax.clip_by_global_norm(opt.clip_norm)] if opt.clip_norm and opt.clip_norm > 0 else []
+    return optax.chain(*parts, core), schedule

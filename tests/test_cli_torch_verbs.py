@@ -1,0 +1,76 @@
+"""`s2s-jax parity` and `s2s-jax export`, and the rule that the library itself never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s2s_jax.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCK_TORCH = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torch_ref", "export", "onnx", "onnxruntime"):
+            raise ImportError("import of " + name + " is blocked")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_parity_verb_prints_errors_within_tolerance(capsys):
+    assert main(["parity", "--preset", "d2l-seq2seq", "--set", "hid_dim=12", "--set", "emb_dim=10"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["preset"] == "d2l-seq2seq"
+    assert 0 <= report["logits_max_abs"] <= 1e-5 and 0 <= report["grad_max_rel"] <= 1e-4
+    assert report["step_vs_full_max_abs"] <= 1e-5 and report["padding_max_abs"] <= 1e-5
+
+
+def test_parity_verb_unknown_key_is_exit_2(capsys):
+    assert main(["parity", "--preset", "d2l-seq2seq", "--set", "hidden=3"]) == 2
+    assert "unknown model config key" in capsys.readouterr().err
+
+
+def test_export_verb_matches_translate(tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "onnx"
+    assert main(["train", "--preset", "addition-gru", "--workdir", str(run), "--steps", "30", "--batch-size", "16",
+                 "--eval-every", "30", "--set", "emb_dim=8", "--set", "hid_dim=8"]) == 0
+    capsys.readouterr()
+    assert main(["export", "--workdir", str(run), "--out", str(out)]) == 0
+    assert {"encoder.onnx", "decoder_step.onnx", "model.json"} <= {p.name for p in out.iterdir()}
+    capsys.readouterr()
+    inputs = ["12+35", "7+8", "99+1"]
+    assert main(["translate", "--workdir", str(run), *inputs]) == 0
+    expected = capsys.readouterr().out.split()
+    from export.runtime import Translator
+
+    assert Translator.load(out).translate(inputs) == expected
+
+
+def test_export_verb_missing_workdir_is_exit_2(tmp_path, capsys):
+    assert main(["export", "--workdir", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "nope" in err
+
+
+@pytest.mark.parametrize("argv", [["presets"], ["train", "--help"]])
+def test_library_never_imports_torch(tmp_path, argv):
+    """Import every s2s_jax module with torch blocked, then run a CLI verb that needs no torch."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_TORCH, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    code = (
+        "import importlib, pkgutil, s2s_jax\n"
+        "for m in pkgutil.walk_packages(s2s_jax.__path__, 's2s_jax.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import torch\n"
+    )
+    probe = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert "import of torch is blocked" in probe.stderr, probe.stderr[-2000:]  # all s2s_jax imported first
+    result = subprocess.run([sys.executable, "-m", "s2s_jax.cli", *argv], cwd=REPO, env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
