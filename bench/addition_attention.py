@@ -1,6 +1,6 @@
 """Issue 3: does attention help on longer addition? `addition-gru` vs `addition-attn` on 4-digit operands.
 
-    python bench/addition_attention.py            # 4 runs, about 15 minutes on a 2-core CPU
+    python bench/addition_attention.py            # 4 runs, about 13 minutes on a 2-core CPU
     python bench/addition_attention.py --reverse-source true
 
 Both presets train through the `s2s-jax train` CLI with identical settings: the

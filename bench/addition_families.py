@@ -1,7 +1,7 @@
 """Issue 4 acceptance: the four ConvS2S and Transformer presets each reach >= 99% held-out exact match
 on 2-digit addition (the demo task), trained through the `s2s-jax train` CLI at reduced sizes.
 
-    python bench/addition_families.py                  # 4 runs, about 4 minutes on a 2-core CPU
+    python bench/addition_families.py                  # 4 runs, about 4 minutes on a 2-core CPU (shared)
     python bench/addition_families.py --only transformer
 
 Sizes are reduced with `--set` (hid = emb = 64, 2 layers; Transformers 4 heads, ff 128;

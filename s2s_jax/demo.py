@@ -3,7 +3,7 @@
 Trains the `addition-gru` preset on 2-digit addition (9,000 training problems,
 1,000 held out), saves the run in a workdir, then prints a table of held-out
 predictions and the held-out exact match. One override of the preset:
-`reverse_source=True` (Sutskever et al.'s trick: the encoder reads `}53+21_`,
+`reverse_source=True` (Sutskever et al.'s trick: the encoder reads `}53+21`,
 so the units digits it needs first for the carry are the most recent in its
 state). Without it the seed's model needs several times more steps and still
 lands at 93-99% depending on the seed; with it 2,000 steps reach >= 99.9%.
