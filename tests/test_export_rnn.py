@@ -37,6 +37,8 @@ from torch_ref.layers import make_rnn, run_rnn
 PRESETS = ["bentrevett-lstm", "bentrevett-gru", "d2l-seq2seq", "addition-gru"]
 TASK = AdditionTask(digits=2)
 TEXTS = ["12+35", "7+8", "99+99", "0+0", "50+1", "3+44", "61+27", "5+90"]
+# 200 problems for token identity across JAX, torch_ref and ORT (the export acceptance).
+PROBLEMS = TEXTS + [f"{a}+{b}" for a, b in np.random.default_rng(200).integers(0, 100, (192, 2))]
 MAX_LEN = 8
 BEAM = 5
 ATOL = 1e-4
@@ -175,7 +177,7 @@ def torch_search(tmodel, src, lengths, **kwargs):
 
 def test_greedy_tokens_identical(exported):
     cfg = exported.cfg
-    src, lengths = TASK.encode_inputs(TEXTS)
+    src, lengths = TASK.encode_inputs(PROBLEMS)
     tokens_j, lengths_j = (np.asarray(x) for x in jax_fns(cfg)[2](exported.params, src, lengths))
     assert len(set(lengths_j.tolist())) > 1, "fixture should give varied output lengths"
     ids = dict(max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
@@ -186,13 +188,13 @@ def test_greedy_tokens_identical(exported):
     np.testing.assert_array_equal(ort_result.tokens[:, 0], tokens_j)
     np.testing.assert_array_equal(ort_result.lengths[:, 0], lengths_j)
     expected = [TASK.decode_output(row) for row in tokens_j]
-    assert exported.translator.translate(TEXTS, max_len=MAX_LEN) == expected
+    assert exported.translator.translate(PROBLEMS, max_len=MAX_LEN) == expected
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 def test_beam_tokens_identical(exported, alpha):
     cfg = exported.cfg
-    src, lengths = TASK.encode_inputs(TEXTS)
+    src, lengths = TASK.encode_inputs(PROBLEMS)
     res_j = jax_fns(cfg)[3](exported.params, src, lengths, BEAM, alpha)
     tokens_j, lengths_j, scores_j = (np.asarray(x) for x in res_j)
     ids = dict(max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
@@ -202,9 +204,9 @@ def test_beam_tokens_identical(exported, alpha):
         np.testing.assert_array_equal(res.tokens, tokens_j)
         np.testing.assert_array_equal(res.lengths, lengths_j)
         np.testing.assert_allclose(res.scores, scores_j, atol=ATOL)
-    best = exported.translator.translate(TEXTS, beam=BEAM, max_len=MAX_LEN, alpha=alpha)
+    best = exported.translator.translate(PROBLEMS, beam=BEAM, max_len=MAX_LEN, alpha=alpha)
     assert best == [TASK.decode_output(row[0]) for row in tokens_j]
-    assert exported.translator.translate(TEXTS[:2], beam=BEAM, max_len=MAX_LEN, alpha=alpha, n_best=3) == [
+    assert exported.translator.translate(PROBLEMS[:2], beam=BEAM, max_len=MAX_LEN, alpha=alpha, n_best=3) == [
         [TASK.decode_output(row[k]) for k in range(3)] for row in tokens_j[:2]
     ]
 
