@@ -1,8 +1,9 @@
 """Greedy decoding for any family, through the model contract only.
 
-One jitted function: `encode`, `init_decode_state`, then a `lax.while_loop` of
-`decode_step` + argmax that stops as soon as every row has emitted eos, or after
-`max_len` tokens. Nothing here knows what a family's decode state holds.
+Greedy is the token-picking loop of `sampling.py` at temperature 0 (argmax) with
+no per-row length bound: `encode`, `init_decode_state`, then a `lax.while_loop`
+of `decode_step` + argmax that stops as soon as every row has emitted eos, or
+after `max_len` tokens. One loop serves both, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
+from s2s_jax.decoding.sampling import sample_decode
 from s2s_jax.models import check_decode_len
 
 
@@ -33,36 +34,8 @@ def greedy_decode(
     A row's length counts its tokens up to and including eos, or is max_len if
     it never emitted eos. The first decoder input is bos (not part of the output).
     """
-    check_decode_len(model.cfg, max_len)
-    v = {"params": params}
-    enc = model.apply(v, src, src_lengths, method="encode")
-    state = model.apply(v, enc, max_decode_len=max_len, method="init_decode_state")  # sizes KV caches
-    batch = src.shape[0]
-
-    def cond(carry):
-        t, _, _, done, _ = carry
-        return (t < max_len) & ~jnp.all(done)
-
-    def body(carry):
-        t, token, state, done, tokens = carry
-        out = model.apply(v, enc, token, state, method="decode_step")
-        logits, state = out[0], out[1]  # attention models may append weights
-        nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        nxt = jnp.where(done, pad_id, nxt)
-        tokens = tokens.at[:, t].set(nxt)
-        return t + 1, nxt, state, done | (nxt == eos_id), tokens
-
-    init = (
-        jnp.zeros((), jnp.int32),
-        jnp.full((batch,), bos_id, jnp.int32),
-        state,
-        jnp.zeros((batch,), bool),
-        jnp.full((batch, max_len), pad_id, jnp.int32),
-    )
-    _, _, _, _, tokens = jax.lax.while_loop(cond, body, init)
-    is_eos = tokens == eos_id
-    lengths = jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1) + 1, max_len).astype(jnp.int32)
-    return tokens, lengths
+    return sample_decode(model, params, src, src_lengths, None, max_len=max_len, bos_id=bos_id, eos_id=eos_id,
+                         pad_id=pad_id, temperature=0.0)
 
 
 def make_greedy_decoder(model: nn.Module, max_len: int) -> Callable[[Any, jax.Array, jax.Array], tuple]:

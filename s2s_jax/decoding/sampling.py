@@ -1,11 +1,11 @@
 """Step-by-step decoding that picks one token per row: sampling (temperature, top-k), or argmax.
 
-The loop is greedy's (`greedy.py`): encode, `init_decode_state`, then a
-`lax.while_loop` of `decode_step` that stops once every row has emitted eos or
-after `max_len` tokens. Two things are added: an optional per-row length bound
-`row_max_len` (eos is forced on a row's last allowed step, exactly as beam search
-does, so beam 1 equals argmax here under the same bound; without it nothing is
-forced, as in greedy.py), and the token choice:
+The one token-picking loop (`greedy.py` is this loop at temperature 0): encode,
+`init_decode_state`, then a `lax.while_loop` of `decode_step` that stops once
+every row has emitted eos or after `max_len` tokens. An optional per-row length
+bound `row_max_len` forces eos on a row's last allowed step, exactly as beam
+search does, so beam 1 equals argmax here under the same bound (without it
+nothing is forced). The token choice:
 `temperature == 0` is argmax (greedy), otherwise a draw from
 softmax(logits / temperature), restricted to the `top_k` most likely tokens
 when top_k > 0. Step t draws with `fold_in(key, t)`, so a seed fixes the output.
