@@ -11,10 +11,8 @@ enforced by the runtime.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 import pytest
 
@@ -23,9 +21,7 @@ from export.runtime import TranslationError, Translator
 from s2s_jax import presets
 from s2s_jax.checks import init_params, random_batch
 from s2s_jax.config import ModelConfig
-from s2s_jax.decoding.beam import beam_search
-from s2s_jax.decoding.greedy import greedy_decode
-from s2s_jax.models import build_model
+from tests.jax_reference import jax_fns as reference_fns
 
 SIZES = dict(src_vocab_size=13, tgt_vocab_size=13, pad_id=0, bos_id=1, eos_id=2)
 CASES = {
@@ -60,27 +56,8 @@ def exported(request, tmp_path_factory) -> Exported:
     return Exported(cfg, params, manifest, Translator.load(out))
 
 
-@functools.cache
 def jax_fns(cfg: ModelConfig):
-    model = build_model(cfg)
-    ids = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
-
-    def encode(p, src, lengths):
-        enc = model.apply({"params": p}, src, lengths, method="encode")
-        return enc, model.apply({"params": p}, enc, method="init_decode_state")
-
-    def step(p, enc, token, state):
-        logits, state = model.apply({"params": p}, enc, token, state, method="decode_step")[:2]
-        return jax.nn.log_softmax(logits), state
-
-    def greedy(p, src, lengths):
-        return greedy_decode(model, p, src, lengths, max_len=MAX_LEN, **ids)
-
-    def beam(p, src, lengths):
-        enc = model.apply({"params": p}, src, lengths, method="encode")
-        return beam_search(model, p, enc, beam=5, max_len=MAX_LEN, alpha=0.6, **ids)
-
-    return jax.jit(encode), jax.jit(step), jax.jit(greedy), jax.jit(beam)
+    return reference_fns(cfg, MAX_LEN)
 
 
 def random_src(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +101,7 @@ def test_greedy_tokens_identical(exported):
 
 def test_beam_tokens_identical(exported):
     src, lengths = random_src(exported.cfg, N_INPUTS, 9, seed=3)
-    beam_j = jax_fns(exported.cfg)[3](exported.params, src, lengths)
+    beam_j = jax_fns(exported.cfg)[3](exported.params, src, lengths, 5, 0.6)
     beam_o = exported.translator.search(src, lengths, beam=5, max_len=MAX_LEN, alpha=0.6)
     np.testing.assert_array_equal(beam_o.tokens, np.asarray(beam_j.tokens))
     np.testing.assert_array_equal(beam_o.lengths, np.asarray(beam_j.lengths))

@@ -9,7 +9,6 @@ an empty check.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -28,9 +27,9 @@ from s2s_jax import presets
 from s2s_jax.checks import init_params, random_batch
 from s2s_jax.config import ModelConfig
 from s2s_jax.data.addition import AdditionTask
-from s2s_jax.decoding.beam import beam_search
 from s2s_jax.decoding.greedy import greedy_decode
 from s2s_jax.models import build_model
+from tests.jax_reference import jax_fns as reference_fns
 from torch_ref.convert import flax_to_torch
 from torch_ref.layers import make_rnn, run_rnn
 
@@ -85,27 +84,8 @@ def exported(request, tmp_path_factory) -> Exported:
     return Exported(cfg, params, build_model(cfg), tmodel, out, manifest, Translator.load(out))
 
 
-@functools.cache
 def jax_fns(cfg: ModelConfig):
-    """Jitted encode / init / step / greedy / beam for one config (cached: compiled once per shape)."""
-    model = build_model(cfg)
-    ids = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
-
-    def encode(p, src, lengths):
-        enc = model.apply({"params": p}, src, lengths, method="encode")
-        return enc, model.apply({"params": p}, enc, method="init_decode_state")
-
-    def step(p, enc, token, state):
-        logits, state = model.apply({"params": p}, enc, token, state, method="decode_step")[:2]
-        return jax.nn.log_softmax(logits), state
-
-    @functools.partial(jax.jit, static_argnames=("beam", "alpha"))
-    def beam(p, src, lengths, beam, alpha):
-        enc = model.apply({"params": p}, src, lengths, method="encode")
-        return beam_search(model, p, enc, beam=beam, max_len=MAX_LEN, alpha=alpha, **ids)
-
-    greedy = jax.jit(lambda p, src, lengths: greedy_decode(model, p, src, lengths, max_len=MAX_LEN, **ids))
-    return jax.jit(encode), jax.jit(step), greedy, beam
+    return reference_fns(cfg, MAX_LEN)
 
 
 def random_src(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
