@@ -121,7 +121,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from s2s_jax.models import build_model
     from s2s_jax.workdir import load_run
 
-    run = load_run(args.workdir)
+    run = load_run(args.workdir, args.checkpoint)
     if args.plot_attention:
         from s2s_jax.decoding.attention_weights import check_has_attention
 
@@ -186,15 +186,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from s2s_jax.evaluation import evaluate_split
     from s2s_jax.workdir import load_run
 
-    run = load_run(args.workdir)
+    run = load_run(args.workdir, args.checkpoint)
     out = args.out or str(Path(args.workdir) / "eval")
     result = evaluate_split(run, args.split, _decode_options(args), out, batch_size=args.batch_size, limit=args.limit,
                             data_dir=args.data_dir, manual_dir=args.manual_dir)
-    print(json.dumps({k: result[k] for k in ("split", "sentences", "bleu", "chrf", "decoding", "hypotheses")}))
+    print(json.dumps({k: result[k] for k in ("split", "step", "sentences", "bleu", "chrf", "decoding", "hypotheses")}))
     return 0
 
 
+def _checkpoint_choice(text: str) -> str | int:
+    """`--checkpoint`: "best", "latest" or a step number."""
+    if text in ("best", "latest"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not best, latest or a step number") from None
+
+
+def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=_checkpoint_choice, default="best", metavar="best|latest|STEP",
+                   help="which saved step to use (default best: the best by the run's validation metric, which is "
+                        "the latest when the run never evaluated)")
+
+
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    _add_checkpoint_arg(p)
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam search with K beams (default: greedy)")
     p.add_argument("--alpha", type=float, default=0.0, help="beam length penalty ((5+len)/6)**alpha; 0: plain logprob")
     p.add_argument("--sample", action="store_true", help="sample instead of searching (see --temperature, --top-k)")
@@ -230,7 +247,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     # torch and onnx are loaded only for this verb: the library itself never imports them.
     from export.onnx_export import describe, export_workdir
 
-    print(describe(export_workdir(args.workdir, args.out, args.quantize), args.out))
+    print(describe(export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint), args.out))
     return 0
 
 
@@ -303,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quantize", choices=["int8"], default=None, help="also write int8 dynamic-quantized graphs")
+    _add_checkpoint_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = verbs.add_parser("parity", help="check a preset against its PyTorch mirror on random padded inputs")

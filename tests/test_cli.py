@@ -52,6 +52,28 @@ def test_translate_prints_the_greedy_answers(workdir, capsys, monkeypatch):
     assert capsys.readouterr().out.splitlines() == lines
 
 
+def _greedy_lines(run, inputs):
+    src, lengths = run.task.encode_inputs(inputs)
+    tokens, _ = make_greedy_decoder(build_model(run.cfg), run.task.max_decode_len)(run.params, src, lengths)
+    return [run.task.decode_output(row) for row in np.asarray(tokens)]
+
+
+def test_translate_checkpoint_choice(workdir, capsys):
+    # the run evaluated at steps 10 and 20: each is loadable by number; the default is the best one
+    inputs = [f"{a}+{b}" for a in range(0, 100, 7) for b in (3, 58, 91)]
+    for which in ("10", "20", "latest", None):
+        assert main(["translate", "--workdir", str(workdir), *inputs]
+                    + (["--checkpoint", which] if which else [])) == 0
+        expected = load_run(workdir, int(which) if which and which.isdigit() else (which or "best"))
+        assert capsys.readouterr().out.splitlines() == _greedy_lines(expected, inputs)
+    assert load_run(workdir, "best").step in (10, 20) and load_run(workdir, 10).step == 10
+    _one_line_error(capsys, ["translate", "--workdir", str(workdir), "--checkpoint", "7", "1+2"],
+                    "no checkpoint of step 7; kept steps: 10, 20")
+    with pytest.raises(SystemExit) as e:
+        main(["translate", "--workdir", str(workdir), "--checkpoint", "newest", "1+2"])
+    assert e.value.code == 2 and "not best, latest or a step number" in capsys.readouterr().err
+
+
 def test_presets_lists_names(capsys):
     assert main(["presets"]) == 0
     assert "addition-gru" in capsys.readouterr().out
