@@ -37,13 +37,13 @@ def workdir(tmp_path_factory):
     assert main(["train", "--preset", "bentrevett-attention", "--data", data, "--data-dir", str(root / "tfds"),
                  "--min-freq", "1", "--buckets", "8,16", "--workdir", str(path), "--set", "emb_dim=8",
                  "--set", "hid_dim=8", "--set", "dropout=0.0", "--steps", "40", "--batch-size", "16",
-                 "--lr", "0.03", "--eval-every", "0", "--schedule", "constant"]) == 0
+                 "--lr", "0.03", "--eval-every", "20", "--best-metric", "bleu", "--schedule", "constant"]) == 0
     return path
 
 
 @pytest.fixture(scope="module")
 def setup(workdir):
-    run = load_run(workdir)
+    run = load_run(workdir, "best")  # what the verbs load by default
     texts = corpus(24, 2)[0]
     src, src_lengths = run.task.encode_inputs(texts)
     return run, Translator(run.cfg, run.params, run.task, batch_size=8), texts, src, src_lengths
@@ -131,6 +131,20 @@ def test_evaluate_verb_writes_hypotheses_and_scores(workdir, capsys):
     assert len((workdir / "eval" / "test.beam2.hyp").read_text().splitlines()) == 24
     assert main(["evaluate", "--workdir", str(workdir), "--split", "nope"]) == 2
     assert "no split 'nope'" in capsys.readouterr().err
+
+
+def test_best_checkpoint_by_validation_bleu(workdir):
+    from s2s_jax.evaluation import corpus_scores
+
+    history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    bleu = {h["step"]: h["bleu"] for h in history if "bleu" in h}
+    assert sorted(bleu) == [20, 40]
+    best = load_run(workdir, "best")
+    assert best.step == max(bleu, key=lambda s: (bleu[s], -s))  # ties keep the earlier step
+    # the recorded score is sacreBLEU of greedy validation output, as `evaluate` would score it
+    src, tgt = corpus(16, 1)
+    hyps = Translator(best.cfg, best.params, best.task, batch_size=8).translate(src, DecodeOptions("greedy"))
+    assert corpus_scores(hyps, tgt, pretokenized=best.task.pretokenized)["bleu"] == pytest.approx(bleu[best.step])
 
 
 def test_torch_ref_decoding_gives_the_jax_tokens(setup):

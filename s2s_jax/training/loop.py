@@ -232,12 +232,12 @@ def _heldout_metrics(decoder: Callable, eval_step: Callable, params: Any, heldou
     em, _, tokens = evaluate(decoder, params, heldout, tc.eval_chunk)
     ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
     out = {"exact_match": em, "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
-    if tc.best_metric == "bleu":
-        import sacrebleu
+    if tc.best_metric == "bleu":  # scored like `s2s-jax evaluate` (no second tokenization of tokenized text)
+        from s2s_jax.evaluation import corpus_scores
 
         hyps = [task.decode_output(row) for row in tokens]
         refs = [task.decode_output(row) for row in heldout["tgt_out"]]
-        out["bleu"] = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+        out["bleu"] = float(corpus_scores(hyps, refs, pretokenized=bool(getattr(task, "pretokenized", False)))["bleu"])
     return out
 
 
