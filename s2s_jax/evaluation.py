@@ -9,6 +9,7 @@ trained lowercased, BLEU is case-insensitive (said in the result's signature).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ def corpus_scores(hypotheses: list[str], references: list[str], *, pretokenized:
 
     if len(hypotheses) != len(references):
         raise UserError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    if pretokenized:  # its "you forgot to detokenize" warning is about exactly this case, which is intended here
+        logging.getLogger("sacrebleu").setLevel(logging.ERROR)
     bleu = BLEU(tokenize="none" if pretokenized else "13a", lowercase=lowercase)
     chrf = CHRF(lowercase=lowercase)
     b = bleu.corpus_score(hypotheses, [references])

@@ -1,0 +1,177 @@
+"""Time to quality on Multi30k de->en: train each family under a wall-clock budget, report test_2016 BLEU.
+
+    python bench/quality.py --minutes 60 [--presets bentrevett-transformer,...] [--root runs/quality]
+
+Each model is trained through the real CLI (`s2s-jax train ... --minutes M --best-metric bleu`):
+the budget covers everything the `train` process does (start-up, data preparation,
+compilation, training, the periodic greedy validation BLEU, checkpoints). The
+checkpoint with the best validation BLEU is kept, and `s2s-jax evaluate --checkpoint
+best --beam 5` scores it on test_2016 with sacreBLEU (`tokenize='none'`: the
+`lc.norm.tok` text is already tokenized). The table puts the bentrevett/pytorch-seq2seq
+tutorial's test BLEU beside ours (their models, trained for 10 epochs on a GPU). The
+`cores` column is the CPUs the run could use (`taskset -c 0 python bench/quality.py ...`
+runs two models side by side on a 2-core machine, one core each).
+
+The training settings below are ours, stated in full in the printed commands: the
+tutorials' model sizes where a CPU hour allows them, otherwise reduced sizes (said so
+in the table), Adam at a constant learning rate, batches of 128 sentences.
+This is a benchmark script, not a test; it takes `len(presets) * (minutes + ~2)` minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cli_runs import machine  # noqa: E402
+
+# bentrevett/pytorch-seq2seq README, test BLEU on Multi30k test_2016 (de->en, lowercased, spaCy-tokenized)
+REFERENCE_BLEU = {
+    "bentrevett-lstm": 13.8, "bentrevett-gru": 20.6, "bentrevett-attention": 28.3,
+    "bentrevett-convs2s": 34.1, "bentrevett-transformer": 36.5,
+}
+DATA = ["--data", "multi30k:de-en:tok", "--tokenizer", "space", "--min-freq", "2", "--buckets", "16,24,48"]
+COMMON = ["--batch-size", "128", "--schedule", "constant", "--steps", "1000000", "--best-metric", "bleu",
+          "--keep", "1", "--no-progress"]
+# per preset: (training flags, eval every N steps); --set overrides are model sizes that differ from the preset
+SETTINGS: dict[str, tuple[list[str], int]] = {
+    "bentrevett-lstm": (["--lr", "1e-3", "--set", "emb_dim=256", "--set", "hid_dim=256"], 400),
+    "bentrevett-gru": (["--lr", "1e-3", "--set", "emb_dim=256", "--set", "hid_dim=256"], 400),
+    "bentrevett-attention": (["--lr", "3e-3", "--set", "emb_dim=128", "--set", "hid_dim=128", "--set",
+                              "dropout=0.2"], 500),
+    # the tutorial's 10 layers of 512 channels cost ~6x the transformer per token: 6 layers of 256 instead
+    "bentrevett-convs2s": (["--lr", "5e-4", "--set", "hid_dim=256", "--set", "n_layers=6"], 300),
+    "bentrevett-transformer": (["--lr", "5e-4"], 300),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, required=True, help="wall-clock training budget per model")
+    p.add_argument("--minutes-for", action="append", default=[], metavar="PRESET=M",
+                   help="another budget for one preset, e.g. bentrevett-gru=10")
+    p.add_argument("--presets", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
+    p.add_argument("--root", default="runs/quality", help="one workdir per preset is created under it")
+    p.add_argument("--manual-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"),
+                   help="the Multi30k files (default ../shared/data/multi30k)")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--eval-every", type=int, help="validation BLEU every N steps (default: per preset, see SETTINGS)")
+    p.add_argument("--set", action="append", default=[], metavar="PRESET:KEY=VALUE",
+                   help="extra model override for one preset, e.g. bentrevett-convs2s:n_layers=6")
+    return p.parse_args(argv)
+
+
+def budget(preset: str, args: argparse.Namespace) -> float:
+    given = dict(item.split("=", 1) for item in args.minutes_for)
+    return float(given.get(preset, args.minutes))
+
+
+def train_command(preset: str, workdir: Path, args: argparse.Namespace) -> list[str]:
+    flags, every = SETTINGS[preset]
+    extra = [x for item in args.set if item.startswith(preset + ":") for x in ("--set", item.split(":", 1)[1])]
+    return ["s2s-jax", "train", "--preset", preset, *DATA, "--manual-dir", args.manual_dir, *COMMON, *flags, *extra,
+            "--eval-every", str(args.eval_every or every), "--minutes", f"{budget(preset, args):g}",
+            "--workdir", str(workdir)]
+
+
+def run_cli(cmd: list[str], log: Path) -> str:
+    """Run an `s2s-jax` command as `python -m s2s_jax.cli`, its output appended to `log`; return stdout."""
+    print(f"running: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    with log.open("a") as f:
+        f.write(f"$ {shlex.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run([sys.executable, "-m", "s2s_jax.cli", *cmd[1:]], stdout=subprocess.PIPE, stderr=f,
+                              text=True)
+        f.write(proc.stdout)
+    if proc.returncode:
+        raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}); see {log}")
+    return proc.stdout
+
+
+def one_model(preset: str, args: argparse.Namespace) -> dict:
+    workdir = Path(args.root) / preset
+    if workdir.exists():
+        raise SystemExit(f"{workdir} exists: choose another --root or delete it")
+    workdir.mkdir(parents=True)
+    log = workdir.parent / f"{preset}.log"
+    train = train_command(preset, workdir, args)
+    start = time.perf_counter()
+    run_cli(train, log)
+    train_s = time.perf_counter() - start
+    history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    evals = [h for h in history if "bleu" in h]
+    best = max(evals, key=lambda h: h["bleu"])
+    evaluate = ["s2s-jax", "evaluate", "--workdir", str(workdir), "--split", "test", "--checkpoint", "best",
+                "--beam", str(args.beam)]
+    result = json.loads(run_cli(evaluate, log).strip().splitlines()[-1])
+    if result["step"] != best["step"]:
+        raise SystemExit(f"{preset}: evaluate used step {result['step']}, the best validation BLEU is at "
+                         f"{best['step']}")
+    config = json.loads((workdir / "config.json").read_text())
+    return {
+        "preset": preset, "reference_bleu": REFERENCE_BLEU.get(preset), "test_bleu": result["bleu"],
+        "test_chrf": result["chrf"], "valid_bleu": best["bleu"], "best_step": best["step"],
+        "steps": history[-1]["step"], "train_seconds": round(train_s), "params": _param_count(workdir),
+        "sizes": _sizes(config["model"]), "minutes": budget(preset, args), "cores": len(os.sched_getaffinity(0)),
+        "commands": [shlex.join(train), shlex.join(evaluate)],
+    }
+
+
+def _param_count(workdir: Path) -> int:
+    import jax
+
+    from s2s_jax.workdir import load_run
+
+    run = load_run(workdir, "best")
+    return sum(int(x.size) for x in jax.tree.leaves(run.params))
+
+
+def _sizes(model: dict) -> str:
+    keys = ("emb_dim", "hid_dim", "n_layers", "n_heads", "ff_dim", "kernel_size", "dropout")
+    return ", ".join(f"{k} {model[k]}" for k in keys if model.get(k) not in (None, 0, ""))
+
+
+def markdown(rows: list[dict], beam: int) -> str:
+    lines = [f"| preset | model | params | cores | budget | steps (best) | valid BLEU (greedy) "
+             f"| test_2016 BLEU (beam {beam}) | bentrevett test BLEU |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = f"{r['reference_bleu']:.1f}" if r["reference_bleu"] is not None else "-"
+        lines.append(f"| `{r['preset']}` | {r['sizes']} | {r['params'] / 1e6:.1f}M | {r['cores']} | "
+                     f"{r['minutes']:g} min ({r['train_seconds'] / 60:.1f} min run) | "
+                     f"{r['steps']:,} ({r['best_step']:,}) | {r['valid_bleu']:.2f} | **{r['test_bleu']:.2f}** "
+                     f"| {ref} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    presets = [p for p in args.presets.split(",") if p]
+    unknown = [p for p in presets if p not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown preset(s) {unknown}; choose from {', '.join(SETTINGS)}")
+    rows = []
+    for preset in presets:
+        rows.append(one_model(preset, args))
+        Path(args.root, "quality.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print(json.dumps({k: rows[-1][k] for k in ("preset", "test_bleu", "valid_bleu", "steps")}), flush=True)
+    print(f"\n{datetime.date.today()}, {machine()}\n")
+    print(markdown(rows, args.beam))
+    print("\ncommands:")
+    for r in rows:
+        for c in r["commands"]:
+            print(f"    {c}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
