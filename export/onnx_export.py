@@ -242,12 +242,24 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
     return {"sizes": sizes, "steps": CHECK_STEPS, "max_abs_logprob_error": worst}
 
 
-def tokenizer_spec(task: Any) -> dict[str, Any] | None:
-    """What the numpy runtime needs to turn text into ids and back, per task (None: ids only)."""
+def tokenizer_spec(task: Any, out: Path) -> dict[str, Any] | None:
+    """What the numpy runtime needs to turn text into ids and back, per task (None: ids only).
+
+    Text tasks: each side's tokenizer settings (`save_tokenizer`, which also writes a SentencePiece model
+    into `out` under the name the settings give; one file when both sides share it, as in the workdir)
+    and the a * source_length + b decoding bound; export/text.py reads them."""
     if task is None:
         return None
     if task.name == "addition":
         return {"type": "addition", "digits": task.digits, "src_len": task.src_len}
+    if task.name == "translation":
+        from s2s_jax.data.tokenizers import save_tokenizer
+
+        if task.src_tok is task.tgt_tok:
+            src = tgt = save_tokenizer(task.src_tok, out, "spm.joint")
+        else:
+            src, tgt = save_tokenizer(task.src_tok, out, "spm.src"), save_tokenizer(task.tgt_tok, out, "spm.tgt")
+        return {"type": "text", "src": src, "tgt": tgt, "len_a": task.len_a, "len_b": task.len_b}
     raise UserError(f"export: no runtime tokenizer for task {task.name!r}; add it to export.onnx_export.tokenizer_spec "
                     "and export.runtime.TOKENIZERS")
 
@@ -270,7 +282,7 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
     if quantize not in (None, "int8"):
         raise UserError(f"--quantize {quantize!r}: only 'int8' is supported")
     path = _prepare_out(out)
-    for stale in path.glob("*.onnx"):
+    for stale in [*path.glob("*.onnx"), *path.glob("spm.*.model")]:
         stale.unlink()
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -280,7 +292,7 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
         "task": None if task is None else task.settings(),
         "vocab": None if task is None else {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()},
         "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
-        "tokenizer": tokenizer_spec(task),
+        "tokenizer": tokenizer_spec(task, path),
         "max_decode_len": cfg.max_len if task is None else int(task.max_decode_len),
         "max_decode_steps": cfg.max_len if cfg.family in DECODE_LIMITED else None,
     }

@@ -1,17 +1,20 @@
 """Translate with an export directory and onnxruntime alone: no torch, no jax, no s2s_jax.
 
     python -m export.runtime OUT "12+35" "7+8" [--beam 5] [--max-len N] [--alpha 0.6] [--int8]
+    python -m export.runtime OUT "ein hund läuft ." [--beam 5]        (a model trained on text)
 
 `Translator.load(OUT)` reads model.json (written by export.onnx_export), opens
 `encoder.onnx` and `decoder_step.onnx`, and decodes batches with the numpy
 greedy/beam search of export/search.py, which reproduces s2s_jax.decoding
 token for token. The decoder state and encoder tensors are whatever model.json
 names, always batch-first, so this file knows no model family. Text goes
-through the tokenizer model.json describes (`TOKENIZERS`), mirroring the
-training task's formatting.
+through the front end model.json's `tokenizer.type` names (`TOKENIZERS`),
+mirroring the training task: the addition format below, or for text tasks
+(word, space, char, SentencePiece) export/text.py, whose per-row length bound
+a * source_length + b the search applies as `s2s-jax translate` does.
 
-Imports: numpy, onnxruntime and the standard library only (tests run it with
-jax and torch made unimportable).
+Imports: numpy, onnxruntime and the standard library only (sentencepiece for
+SentencePiece exports); tests run it with jax, torch and s2s_jax unimportable.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.search import Arrays, BeamResult, beam_search, greedy_search
+from export.text import TextFrontEnd, TranslationError, Vocab
 
 MANIFEST_FILE = "model.json"
 FORMAT = "s2s-jax-onnx"
@@ -35,49 +39,13 @@ VERSION = 1
 DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32, "tensor(bool)": np.bool_}
 
 
-class TranslationError(ValueError):
-    """Bad input to the runtime (export directory, text, option); the message says what and how to fix it."""
-
-
-class Vocab:
-    """The id <-> token part of s2s_jax.data.vocab.Vocab, read from model.json's `vocab` entry."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.tokens = list(data["tokens"])
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-        self.specials = dict(data["specials"])
-
-    def id_of(self, role: str) -> int | None:
-        sym = self.specials.get(role)
-        return None if sym is None else self.index[sym]
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        unk = self.id_of("unk")
-        ids = [self.index.get(t, unk) for t in tokens]
-        if None in ids:
-            bad = [t for t, i in zip(tokens, ids, strict=True) if i is None]
-            raise TranslationError(f"{bad[0]!r} is not in the vocabulary (which has no unk token)")
-        return ids
-
-    def decode(self, ids: Sequence[int]) -> list[str]:
-        """Tokens up to the first eos, with pad/bos dropped (Vocab.decode's defaults)."""
-        eos = self.id_of("eos")
-        drop = {self.id_of("pad"), self.id_of("bos"), eos} - {None}
-        out = []
-        for i in ids:
-            if int(i) == eos:
-                break
-            if int(i) not in drop:
-                out.append(self.tokens[int(i)])
-        return out
-
-
 class AdditionTokenizer:
     """Seed 002's addition format (s2s_jax/data/addition.py): "12+35" -> `_12+35}` with `digits`-digit operands."""
 
     problem = re.compile(r"(\d+)\+(\d+)")
 
-    def __init__(self, spec: dict[str, Any], src: Vocab, tgt: Vocab) -> None:
+    def __init__(self, spec: dict[str, Any], src: Vocab, tgt: Vocab, directory: str | Path = ".") -> None:
+        """`directory` is unused (the format needs no files); every front end takes it so `TOKENIZERS` is uniform."""
         self.digits, self.src, self.tgt = int(spec["digits"]), src, tgt
 
     def encode(self, text: str) -> list[int]:
@@ -97,8 +65,12 @@ class AdditionTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.tgt.decode(ids))
 
+    def row_limits(self, src_lengths: np.ndarray) -> None:
+        """No per-row bound: addition decodes up to max_decode_len, as its task does."""
+        return None
 
-TOKENIZERS = {"addition": AdditionTokenizer}
+
+TOKENIZERS = {"addition": AdditionTokenizer, "text": TextFrontEnd}
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
@@ -121,7 +93,9 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
 class Translator:
     """Batched greedy / beam translation over an encoder and a decoder-step onnxruntime session."""
 
-    def __init__(self, manifest: dict[str, Any], encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+    def __init__(self, manifest: dict[str, Any], encoder: ort.InferenceSession, decoder: ort.InferenceSession,
+                 directory: str | Path = ".") -> None:
+        """`directory`: where the files model.json names besides the graphs (SentencePiece models) are."""
         self.manifest, self.encoder, self.decoder = manifest, encoder, decoder
         ids = manifest["special_ids"]
         self.pad_id, self.bos_id, self.eos_id = int(ids["pad"]), int(ids["bos"]), int(ids["eos"])
@@ -134,7 +108,7 @@ class Translator:
         if spec is not None:
             if spec["type"] not in TOKENIZERS:
                 raise TranslationError(f"tokenizer {spec['type']!r} is not supported; known: {sorted(TOKENIZERS)}")
-            self.tokenizer = TOKENIZERS[spec["type"]](spec, Vocab(vocab["src"]), Vocab(vocab["tgt"]))
+            self.tokenizer = TOKENIZERS[spec["type"]](spec, Vocab(vocab["src"]), Vocab(vocab["tgt"]), directory)
 
     @classmethod
     def load(cls, out: str | Path, *, int8: bool = False, threads: int | None = None) -> Translator:
@@ -155,7 +129,7 @@ class Translator:
             if not path.is_file():
                 raise TranslationError(f"{path} is missing; export again")
             sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-        return cls(manifest, *sessions)
+        return cls(manifest, *sessions, directory=out)
 
     # -- model calls ------------------------------------------------------------------------
 
@@ -176,12 +150,16 @@ class Translator:
         return outputs[0], outputs[1:]
 
     def search(self, src: np.ndarray, src_lengths: np.ndarray, *, beam: int = 1, max_len: int | None = None,
-               alpha: float = 0.0) -> BeamResult:
-        """n-best ids for a batch of ids: tokens [B, K, L], lengths [B, K], scores [B, K] (K = 1 for greedy)."""
+               alpha: float = 0.0, row_max_len: np.ndarray | None = None) -> BeamResult:
+        """n-best ids for a batch of ids: tokens [B, K, L], lengths [B, K], scores [B, K] (K = 1 for greedy).
+
+        `row_max_len` [B]: each row's bound (eos forced on its last step); `max_len` then defaults to the
+        largest, capped by max_decode_steps, instead of model.json's max_decode_len."""
         if beam < 1:
             raise TranslationError(f"beam={beam} must be >= 1")
-        max_len = self.max_decode_len if max_len is None else max_len
         steps = self.manifest.get("max_decode_steps")
+        if max_len is None:
+            max_len = self.max_decode_len if row_max_len is None else min(int(np.max(row_max_len)), steps or 2**31)
         if not 1 <= max_len <= (steps or max_len):
             raise TranslationError(f"max_len={max_len} must be between 1 and {steps or 'inf'} "
                                    "(the decoder state of this model holds max_decode_steps positions)")
@@ -192,38 +170,51 @@ class Translator:
         enc, state = self.encode(src, src_lengths)
         ids = dict(bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id)
         if beam == 1:  # beam 1 is exactly greedy (s2s_jax.decoding.beam); greedy is cheaper
-            tokens, lengths = greedy_search(self.step, enc, state, batch=len(src), max_len=max_len, **ids)
+            tokens, lengths = greedy_search(self.step, enc, state, batch=len(src), max_len=max_len,
+                                            row_max_len=row_max_len, **ids)
             return BeamResult(tokens[:, None], lengths[:, None], np.full((len(src), 1), np.nan, np.float32))
-        return beam_search(self.step, enc, state, batch=len(src), beam=beam, max_len=max_len, alpha=alpha, **ids)
+        return beam_search(self.step, enc, state, batch=len(src), beam=beam, max_len=max_len, alpha=alpha,
+                           row_max_len=row_max_len, **ids)
 
     # -- text ---------------------------------------------------------------------------------
 
     def translate(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
                   batch_size: int = 32, n_best: int = 1) -> list[str] | list[list[str]]:
-        """Translate `texts` (all checked before any is decoded); n_best > 1 gives a list per text, best first."""
+        """Translate `texts` (all checked before any is decoded); n_best > 1 gives a list per text, best first.
+
+        Text exports bound each row by the task's a * source_length + b tokens (and by `max_len` if given), as
+        `s2s-jax translate` does; rows never influence each other, so chunking (longest first, to pad little)
+        does not change any output."""
         if self.tokenizer is None:
             raise TranslationError("this export has no tokenizer (exported without a task); use search() on ids")
         if not 1 <= n_best <= beam:
             raise TranslationError(f"n_best={n_best} must be between 1 and beam={beam}")
+        if batch_size < 1:
+            raise TranslationError(f"batch_size={batch_size} must be >= 1")
         rows = [self.tokenizer.encode(t) for t in texts]
-        results: list[Any] = []
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        results: list[Any] = [None] * len(rows)
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            lengths = np.array([len(r) for r in chunk], np.int64)
-            src = np.full((len(chunk), max(lengths)), self.pad_id, np.int64)
-            for i, r in enumerate(chunk):
-                src[i, : len(r)] = r
-            out = self.search(src, lengths, beam=beam, max_len=max_len, alpha=alpha)
-            for row in out.tokens:
-                hyps = [self.tokenizer.decode(row[k]) for k in range(n_best)]
-                results.append(hyps if n_best > 1 else hyps[0])
+            picked = order[start:start + batch_size]
+            lengths = np.array([len(rows[i]) for i in picked], np.int64)
+            src = np.full((len(picked), max(lengths)), self.pad_id, np.int64)
+            for j, i in enumerate(picked):
+                src[j, : len(rows[i])] = rows[i]
+            row_max_len = self.tokenizer.row_limits(lengths)
+            if row_max_len is not None:
+                caps = [c for c in (max_len, self.manifest.get("max_decode_steps")) if c is not None]
+                row_max_len = np.minimum(row_max_len, min(caps)) if caps else row_max_len
+            out = self.search(src, lengths, beam=beam, max_len=max_len, alpha=alpha, row_max_len=row_max_len)
+            for j, i in enumerate(picked):
+                hyps = [self.tokenizer.decode(out.tokens[j, k]) for k in range(n_best)]
+                results[i] = hyps if n_best > 1 else hyps[0]
         return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.runtime", description="Translate with an ONNX export.")
     parser.add_argument("out", help="export directory (model.json, encoder.onnx, decoder_step.onnx)")
-    parser.add_argument("texts", nargs="+", help="inputs to translate, e.g. 12+35")
+    parser.add_argument("texts", nargs="+", help="inputs to translate, e.g. 12+35 or a sentence")
     parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
     parser.add_argument("--max-len", type=int, default=None, help="most tokens to generate (default: model.json)")
     parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent")

@@ -8,7 +8,8 @@ Imports numpy only.
 To give the same tokens as the jitted JAX versions, the arithmetic is float32
 throughout and `top_k` breaks ties by lower index (as `jax.lax.top_k` does):
 - greedy (`s2s_jax/decoding/greedy.py`): argmax, pad after eos, stop when every
-  row has emitted eos or after max_len tokens;
+  row has emitted eos or after max_len tokens; with per-row bounds, eos forced on
+  a row's last allowed step (`s2s_jax/decoding/sampling.py` at temperature 0);
 - beam (`s2s_jax/decoding/beam.py`): K live and K finished hypotheses per row;
   the top 2K candidates always hold K that do not end in eos; eos candidates
   are finalized only if among the top K; scores are log-probs over the GNMT
@@ -38,14 +39,21 @@ class BeamResult(NamedTuple):
 
 
 def greedy_search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, max_len: int, bos_id: int, eos_id: int,
-                  pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens [B, max_len] (pad after each row's eos) and lengths [B] (max_len if no eos)."""
+                  pad_id: int, row_max_len: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens [B, max_len] (pad after each row's eos) and lengths [B] (max_len if no eos).
+
+    `row_max_len` [B]: eos is forced on a row's last allowed step, as s2s_jax's sampling loop does at
+    temperature 0 with the same bound (what `s2s-jax translate` runs for text tasks)."""
     token = np.full(batch, bos_id, np.int64)
     done = np.zeros(batch, bool)
     tokens = np.full((batch, max_len), pad_id, np.int32)
+    limit = None if row_max_len is None else np.minimum(row_max_len, max_len)
     t = 0
     while t < max_len and not done.all():
         logp, state = step(enc, token, state)
+        if limit is not None:
+            last = (t + 1 >= limit)[:, None]
+            logp = np.where(last & (np.arange(logp.shape[-1]) != eos_id), NEG_INF, logp)
         nxt = np.where(done, pad_id, np.argmax(logp, axis=-1))
         tokens[:, t] = nxt
         done |= nxt == eos_id

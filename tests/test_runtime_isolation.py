@@ -4,7 +4,9 @@ A small addition-gru run is saved as a real workdir (untrained: only the
 plumbing matters), exported with `export_workdir`, and `python -m
 export.runtime` is run in a subprocess whose `sitecustomize` makes importing
 any of those packages raise. Its output must equal the in-process Translator's,
-which must equal JAX greedy decoding of the same checkpoint.
+which must equal JAX greedy decoding of the same checkpoint. A text export
+(joint SentencePiece, untrained weights) is translated the same way, so the text
+front end (export/text.py, sentencepiece) needs none of them either.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from s2s_jax.models import build_model
 from s2s_jax.training.loop import config_for_task
 from s2s_jax.training.state import create_train_state
 from s2s_jax.workdir import load_run, prepare, save_run
+from tests.test_export_text import sentences_100, text_workdir, toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["12+35", "7+8", "99+99", "0+0", "41+3"]
@@ -94,3 +97,14 @@ def test_runtime_translates_without_jax_or_torch(export_dir, tmp_path, beam):
 def test_runtime_cli_reports_bad_input(export_dir, tmp_path):
     result = _run(["-m", "export.runtime", str(export_dir[1]), "12-3"], _isolated_env(tmp_path))
     assert result.returncode == 2 and "not an addition problem" in result.stderr
+
+
+def test_runtime_translates_text_without_jax_or_torch(tmp_path):
+    src, tgt = toy_corpus(200, 0)
+    workdir = text_workdir(tmp_path / "run", src, tgt, tokenizer="spm", spm_vocab_size=40, lowercase=True)
+    export_workdir(workdir, tmp_path / "onnx")
+    texts = sentences_100()[::10]
+    expected = Translator.load(tmp_path / "onnx").translate(texts, beam=3)
+    result = _run(["-m", "export.runtime", str(tmp_path / "onnx"), *texts, "--beam", "3"], _isolated_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == expected
