@@ -133,6 +133,28 @@ def test_evaluate_verb_writes_hypotheses_and_scores(workdir, capsys):
     assert "no split 'nope'" in capsys.readouterr().err
 
 
+def test_sources_padded_past_a_learned_position_table_still_translate(setup):
+    # buckets 8,16: a 12-token source pads to 16, wider than a 12-row learned position table
+    from s2s_jax import presets
+    from s2s_jax.checks import init_params, random_batch
+
+    run = setup[0]
+    cfg = presets.get("bentrevett-transformer", src_vocab_size=run.cfg.src_vocab_size, hid_dim=8, emb_dim=8,
+                      tgt_vocab_size=run.cfg.tgt_vocab_size, n_layers=1, n_heads=2, ff_dim=16, max_len=12)
+    params = init_params(cfg, random_batch(cfg, src_len=6, tgt_len=4))
+    tr = Translator(cfg, params, run.task, batch_size=4)
+    texts = [" ".join(["rot"] * n) for n in (12, 3, 9)]
+    assert run.task.encode_inputs(texts)[0].shape[1] == 16
+    for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=2)):
+        outs, _ = tr.decode_ids(*run.task.encode_inputs(texts), opts)
+        assert all(1 <= len(o) <= 12 for o in outs)
+        # each sentence alone (narrower padding) decodes the same
+        assert all(np.array_equal(o, tr.decode_ids(*run.task.encode_inputs([t]), opts)[0][0])
+                   for o, t in zip(outs, texts, strict=True))
+    with pytest.raises(UserError, match="an input has 13 source tokens; the transformer model has 12 positions"):
+        tr.translate([" ".join(["rot"] * 13)])
+
+
 def test_best_checkpoint_by_validation_bleu(workdir):
     from s2s_jax.evaluation import corpus_scores
 

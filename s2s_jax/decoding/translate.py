@@ -95,9 +95,16 @@ class Translator:
 
     def _width(self, src_lengths: np.ndarray, full: int) -> int:
         buckets = getattr(self.task, "buckets", None)
-        if not buckets:
-            return full
-        return min(full, bucket_width(int(src_lengths.max()), buckets))
+        width = min(full, bucket_width(int(src_lengths.max()), buckets)) if buckets else full
+        # A learned position table (the same one for source and target) may be shorter than the bucket: pad only
+        # as far as it reaches, so a source that fits the model is never refused for its padding.
+        limit, longest = target_limit(self.cfg), int(src_lengths.max())
+        if limit is not None and longest > limit:
+            raise UserError(f"an input has {longest} source tokens; the {self.cfg.family} model has {limit} "
+                            "positions (max_len): shorten or split it")
+        if limit is not None and limit < width:
+            width = limit
+        return width
 
     def decode_ids(
         self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = DecodeOptions()
