@@ -1,13 +1,22 @@
-"""Decoding speed: sentences/s of greedy and beam 5 on test sentences, jitted JAX vs torch_ref's eager loop.
+"""Decoding speed: sentences/s of greedy and beam search, jitted JAX vs torch_ref's eager loop vs the ONNX runtime.
 
-    python bench/decode.py --workdir runs/multi30k [--n 500] [--batch-size 100] [--beam 5]
+    python bench/decode.py --workdir runs/multi30k [--batch-sizes 1,64] [--n 500] [--n-batch1 50] [--beam 5]
 
-Both sides decode the same chunks (sorted by length, padded to the same bucket
-widths, the same per-row length limits a * len + b) with the same weights (Flax
-params converted by torch_ref.convert). JAX is timed after one warm-up pass (its
-compilations are reported separately); torch needs none. The token agreement
-column checks that both implement the same search. torch runs with --torch-threads
-(default 1; JAX/XLA uses its own thread pool).
+The workdir's best checkpoint is exported to ONNX first (`export.onnx_export.
+export_workdir`, into a temporary directory unless `--export-dir` names one),
+then all three decode the same test sentences in the same chunks: sorted by
+length, cut into `batch size` rows, each padded to the same bucket width, each
+row stopping at the same limit a * source length + b (eos forced there) as
+`s2s-jax translate` does. Same weights everywhere (Flax params; torch_ref via
+torch_ref.convert; ONNX graphs exported from torch_ref).
+- JAX: `s2s_jax.decoding.translate.Translator` (one `lax.while_loop` per chunk),
+  timed after a warm-up pass that compiles each chunk shape (reported apart);
+- torch_ref: `torch_ref.decoding` greedy / beam loops, eager, inference mode;
+- ORT: the onnxruntime-only `export.runtime.Translator.search` (numpy greedy and
+  beam search over the encoder and decoder-step sessions) with the per-row limits.
+The agreement columns count sentences with identical tokens. torch and ORT use
+`--torch-threads` / `--ort-threads` intra-op threads (default: one per core, as
+XLA uses), printed in the header. This is a benchmark script, not a test.
 """
 
 from __future__ import annotations
@@ -15,27 +24,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hardware import machine_line  # noqa: E402
+
+from export.onnx_export import export_workdir  # noqa: E402
+from export.runtime import Translator as OrtTranslator  # noqa: E402
+from s2s_jax.config import ModelConfig  # noqa: E402
 from s2s_jax.decoding.translate import DecodeOptions, Translator  # noqa: E402
 from s2s_jax.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
 from torch_ref.decoding import beam_search, greedy_decode  # noqa: E402
 
+Outputs = list[np.ndarray]
 
-def torch_decode(tmodel: torch.nn.Module, translator: Translator, src: np.ndarray, src_lengths: np.ndarray,
-                 opts: DecodeOptions) -> list[np.ndarray]:
-    """The Translator's chunking (order, widths, limits) with torch_ref's decoding loops."""
-    cfg = translator.cfg
+
+def chunks(translator: Translator, src: np.ndarray, src_lengths: np.ndarray) -> Iterator[tuple]:
+    """The JAX Translator's chunks: (rows, real rows, src, lengths, static max_len, per-row limits)."""
     n = len(src)
     order = np.argsort(-src_lengths, kind="stable")
-    out: list[np.ndarray | None] = [None] * n
     chunk = min(translator.batch_size, n)
     for start in range(0, n, chunk):
         rows = order[start : start + chunk]
@@ -43,64 +60,122 @@ def torch_decode(tmodel: torch.nn.Module, translator: Translator, src: np.ndarra
         rows = np.concatenate([rows, np.repeat(rows[:1], chunk - real)])
         sl = src_lengths[rows]
         width = translator._width(sl, src.shape[1])
-        max_len, limits = translator._limits(width, sl)
-        s, lt, lim = (torch.from_numpy(np.ascontiguousarray(a)).long() for a in (src[rows, :width], sl, limits))
-        if opts.method == "beam":
-            r = beam_search(tmodel, s, lt, beam=opts.beam, max_len=max_len, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                            pad_id=cfg.pad_id, alpha=opts.alpha, row_max_len=lim)
-            tokens, lengths = r.tokens[:, 0], r.lengths[:, 0]
-        else:
-            tokens, lengths = greedy_decode(tmodel, s, lt, max_len=max_len, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                                            pad_id=cfg.pad_id, row_max_len=lim)
-        tokens, lengths = tokens.numpy(), lengths.numpy()
+        max_len, limits = translator._limits(width, sl)  # limits None: no per-row rule (addition)
+        yield rows, real, np.ascontiguousarray(src[rows, :width]), sl, max_len, limits
+
+
+def collect(translator: Translator, src: np.ndarray, src_lengths: np.ndarray,
+            decode: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Outputs:
+    """Run `decode(src, lengths, max_len, limits) -> (tokens [B, L], lengths [B])` chunk by chunk, in input order."""
+    out: list[np.ndarray | None] = [None] * len(src)
+    for rows, real, s, sl, max_len, limits in chunks(translator, src, src_lengths):
+        tokens, lengths = decode(s, sl, max_len, limits)
         for j in range(real):
-            out[rows[j]] = tokens[j, : lengths[j]]
+            out[rows[j]] = np.asarray(tokens[j, : lengths[j]])
     return out  # type: ignore[return-value]
 
 
-def main() -> None:
+def jax_decode(translator: Translator, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions) -> Outputs:
+    return translator.decode_ids(src, src_lengths, opts)[0]
+
+
+def torch_decoder(tmodel: torch.nn.Module, cfg: ModelConfig, opts: DecodeOptions) -> Callable:
+    ids = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
+
+    def decode(s, sl, max_len, limits):
+        s, sl = torch.from_numpy(s).long(), torch.from_numpy(sl).long()
+        lim = None if limits is None else torch.from_numpy(limits).long()
+        if opts.method == "beam":
+            r = beam_search(tmodel, s, sl, beam=opts.beam, max_len=max_len, alpha=opts.alpha, row_max_len=lim, **ids)
+            return r.tokens[:, 0].numpy(), r.lengths[:, 0].numpy()
+        tokens, lengths = greedy_decode(tmodel, s, sl, max_len=max_len, row_max_len=lim, **ids)
+        return tokens.numpy(), lengths.numpy()
+
+    return decode
+
+
+def ort_decoder(runtime: OrtTranslator, opts: DecodeOptions) -> Callable:
+    beam = opts.beam if opts.method == "beam" else 1
+
+    def decode(s, sl, max_len, limits):
+        r = runtime.search(s, sl, beam=beam, max_len=max_len, alpha=opts.alpha, row_max_len=limits)
+        return r.tokens[:, 0], r.lengths[:, 0]
+
+    return decode
+
+
+def seconds(fn: Callable[..., Outputs], *args) -> tuple[float, Outputs]:
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+def same(a: Outputs, b: Outputs) -> np.ndarray:
+    return np.array([np.array_equal(x, y) for x, y in zip(a, b, strict=True)])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", required=True, help="a run trained with --data (e.g. multi30k)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--n", type=int, default=500, help="number of test sentences")
-    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--batch-sizes", default="1,64", help="comma-separated chunk sizes")
+    ap.add_argument("--n", type=int, default=500, help="sentences decoded at batch sizes > 1")
+    ap.add_argument("--n-batch1", type=int, default=50, help="sentences decoded at batch size 1")
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--alpha", type=float, default=0.0)
-    ap.add_argument("--torch-threads", type=int, default=1,
-                    help="torch intra-op threads (default 1: on a busy 2-core machine more threads oversubscribe "
-                         "the cores and every small op slows down many times)")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    ap.add_argument("--ort-threads", type=int, default=os.cpu_count(), help="onnxruntime intra-op threads")
+    ap.add_argument("--export-dir", help="use (or write) the ONNX export here instead of a temporary directory")
     ap.add_argument("--data-dir")
     ap.add_argument("--manual-dir")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.torch_threads)
-    run = load_run(args.workdir)
+    run = load_run(args.workdir, "best")
     pairs = run.task.read_splits([args.split], data_dir=args.data_dir, manual_dir=args.manual_dir)[args.split]
-    texts = [s for s, _ in pairs[: args.n]]
-    src, src_lengths = run.task.encode_inputs(texts)
-    translator = Translator(run.cfg, run.params, run.task, args.batch_size)
     tmodel = build_torch(run.cfg)
     tmodel.load_state_dict(flax_to_torch(run.cfg, run.params))
     tmodel.eval()
-    print(f"{run.cfg.family} emb {run.cfg.emb_dim} hid {run.cfg.hid_dim}, {len(texts)} sentences of {args.split}, "
-          f"batch {args.batch_size}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
-    print(f"{'decoding':<10} {'jax sent/s':>11} {'torch sent/s':>13} {'jax/torch':>10} {'same tokens':>12} "
-          f"{'jax compile s':>14}")
-    for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=args.beam, alpha=args.alpha)):
-        t0 = time.perf_counter()
-        translator.decode_ids(src, src_lengths, opts)  # warm-up: compiles each chunk shape once
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        jax_out, _ = translator.decode_ids(src, src_lengths, opts)
-        jax_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        torch_out = torch_decode(tmodel, translator, src, src_lengths, opts)
-        torch_s = time.perf_counter() - t0
-        same = np.mean([np.array_equal(a, b) for a, b in zip(jax_out, torch_out, strict=True)])
-        name = "greedy" if opts.method == "greedy" else f"beam {opts.beam}"
-        jr, tr = len(texts) / jax_s, len(texts) / torch_s
-        print(f"{name:<10} {jr:>11.1f} {tr:>13.1f} {jr / tr:>9.2f}x {same:>11.1%} {compile_s - jax_s:>14.1f}")
+    with tempfile.TemporaryDirectory(prefix="s2s-decode-bench-") as tmp:
+        out = Path(args.export_dir or tmp)
+        start = time.perf_counter()
+        if not (out / "model.json").is_file():
+            export_workdir(args.workdir, out, which=run.step)
+        export_s = time.perf_counter() - start
+        runtime = OrtTranslator.load(out, threads=args.ort_threads)
+        print(machine_line())
+        print(f"{run.cfg.family} emb {run.cfg.emb_dim} hid {run.cfg.hid_dim} layers {run.cfg.n_layers}, "
+              f"{args.split} sentences of {args.workdir}; torch {torch.__version__} with {torch.get_num_threads()} "
+              f"threads, onnxruntime {ort.__version__} with {args.ort_threads} intra-op threads, XLA all cores; "
+              f"ONNX export {export_s:.1f}s")
+        print()
+        print("| batch | decoding | sentences | JAX sent/s | torch_ref sent/s | ORT sent/s | JAX/torch | JAX/ORT "
+              "| JAX = torch | JAX = ORT | all three same | JAX compile s |")
+        print("|" + "---|" * 12)
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            texts = [s for s, _ in pairs[: args.n_batch1 if batch == 1 else args.n]]
+            src, src_lengths = run.task.encode_inputs(texts)
+            translator = Translator(run.cfg, run.params, run.task, batch)
+            for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=args.beam, alpha=args.alpha)):
+                warm_s, _ = seconds(jax_decode, translator, src, src_lengths, opts)  # compiles every chunk shape
+                jax_s, jax_out = seconds(jax_decode, translator, src, src_lengths, opts)
+                decoders = {"torch": torch_decoder(tmodel, run.cfg, opts), "ORT": ort_decoder(runtime, opts)}
+                times, outs = {"JAX": jax_s}, {"JAX": jax_out}
+                for name, decode in decoders.items():
+                    collect(translator, src[:batch], src_lengths[:batch], decode)  # warm-up: first calls
+                    times[name], outs[name] = seconds(collect, translator, src, src_lengths, decode)
+                rate = {k: len(texts) / v for k, v in times.items()}
+                jt, jo = same(outs["JAX"], outs["torch"]), same(outs["JAX"], outs["ORT"])
+                name = "greedy" if opts.method == "greedy" else f"beam {opts.beam}"
+                print(f"| {batch} | {name} | {len(texts)} | {rate['JAX']:.1f} | {rate['torch']:.1f} | "
+                      f"{rate['ORT']:.1f} | {rate['JAX'] / rate['torch']:.2f}x | {rate['JAX'] / rate['ORT']:.2f}x | "
+                      f"{jt.mean():.1%} | {jo.mean():.1%} | {(jt & jo).mean():.1%} | {warm_s - jax_s:.1f} |",
+                      flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

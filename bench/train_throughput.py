@@ -1,155 +1,280 @@
-"""Training throughput, JAX vs the PyTorch mirror, on one preset with the same weights and batch.
+"""Training throughput: JAX vs torch_ref eager vs torch.compile, one preset per family, same weights and batches.
 
-    python bench/train_throughput.py --preset bentrevett-gru --emb-dim 128 --hid-dim 256
+    python bench/train_throughput.py                      # the five bentrevett families at half width
+    python bench/train_throughput.py --presets bentrevett-gru --size preset --batch-size 128
+    python bench/train_throughput.py --steps 2 --rounds 1 --batches 2 --batch-size 8 --vocab 50 \
+        --set emb_dim=16 --set hid_dim=16 --set ff_dim=32 --matmul-size 512  # smoke test: minutes, mostly compiling
 
-JAX: the library's jitted train step (`s2s_jax.training.steps`: Adam after global-norm
-clipping, masked cross-entropy, donated state), timed after a warm-up that compiles it,
-with `block_until_ready`. torch: eager `torch_ref` model, `torch.optim.Adam` +
-`clip_grad_norm_`, the same loss. Both run in train mode (dropout on). Prints target
-tokens/s for each, the ratio JAX/torch, and the hardware and versions the numbers
-came from. This is a benchmark script, not a test.
+Per preset, all three train on the same batches from the same initial weights
+(Flax init, converted by torch_ref.convert; the initial eval losses are printed
+to show it):
+- JAX: the library's train step (`s2s_jax.training.steps`: masked cross-entropy,
+  global-norm clipping, Adam, donated state), compiled ahead of time per batch
+  width (`jit(...).lower(...).compile()`: the JAX compile column), timed with
+  `block_until_ready`;
+- torch eager: `torch_ref`'s model, the same loss, `clip_grad_norm_`, Adam;
+- torch.compile: the same with model + loss under `torch.compile` (default mode);
+  its column is the first step on each batch width, compilation included. A
+  model torch cannot compile gets the error in its cells instead of numbers.
+All run in train mode (dropout on). torch uses one thread per core unless
+`--torch-threads` says otherwise; XLA uses all cores.
+
+Batches: Multi30k's real sentence lengths (train, lc.norm.tok) cut by the
+trainer's own bucketing, random token ids over `--vocab` (see bench/batches.py).
+Sizes: `--size half` (default) halves the preset's widths (emb_dim, hid_dim,
+ff_dim) and keeps its depth, so that with batch 32 a JAX step takes on the order
+of 100-200 ms on two cores (printed per preset); `--size preset` is the bentrevett
+size. `--set KEY=VALUE` overrides either.
+
+Timing: `--rounds` rounds; in each, every framework runs `--steps` steps over the
+batches in turn (interleaved, so background load hits all alike); the table
+gives each framework's median round. FLOP/s: the step's matmul FLOPs counted
+from its jaxpr (scans times their length; see bench/flops.py, which also
+explains why XLA's own cost analysis, printed beside it, undercounts the RNNs)
+over the JAX time, against the float32 matmul rate measured at the start.
+This is a benchmark script, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import dataclasses
 import os
-import platform
+import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
-import torch_ref
-from s2s_jax import build_model, presets
-from s2s_jax.training.state import create_train_state
-from s2s_jax.training.steps import make_eval_step, make_optimizer, make_train_step
-from torch_ref.convert import flax_to_torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from batches import multi30k_lengths, training_batches  # noqa: E402
+from flops import matmul_flops, six_n_flops, xla_flops  # noqa: E402
+from hardware import jax_matmul_gflops, machine_line, torch_matmul_gflops  # noqa: E402
+from torch_train import MaskedLoss, TorchTrainer, to_torch  # noqa: E402
+
+import torch_ref  # noqa: E402
+from s2s_jax import build_model, presets  # noqa: E402
+from s2s_jax.cli import parse_overrides  # noqa: E402
+from s2s_jax.config import ModelConfig  # noqa: E402
+from s2s_jax.data.batching import DEFAULT_BUCKETS  # noqa: E402
+from s2s_jax.training.state import create_train_state  # noqa: E402
+from s2s_jax.training.steps import make_eval_step, make_optimizer, make_train_step  # noqa: E402
+from torch_ref.convert import flax_to_torch  # noqa: E402
+
+FAMILIES = ("bentrevett-lstm", "bentrevett-gru", "bentrevett-attention", "bentrevett-convs2s",
+            "bentrevett-transformer")
+WIDTHS = ("emb_dim", "hid_dim", "ff_dim")
+FRAMEWORKS = ("JAX", "torch eager", "torch.compile")
 LR, CLIP = 1e-3, 1.0
+REPO = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", required=True)
-    p.add_argument("--emb-dim", type=int)
-    p.add_argument("--hid-dim", type=int)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--src-len", type=int, default=20)
-    p.add_argument("--tgt-len", type=int, default=20)
-    p.add_argument("--vocab", type=int, default=1000)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--presets", default=",".join(FAMILIES), help="comma-separated preset names")
+    p.add_argument("--size", choices=("half", "preset"), default="half",
+                   help="half: the preset's emb/hid/ff widths halved, depth kept; preset: its own sizes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--vocab", type=int, default=6000, help="source and target vocabulary size")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=4, help="distinct batches (the trainer's first of epoch 0)")
+    p.add_argument("--buckets", default="16,24,48",
+                   help="padded widths (default: those of the README's Multi30k run; 'default': the trainer's)")
+    p.add_argument("--manual-dir", default=str(REPO.parent / "shared" / "data" / "multi30k"),
+                   help="directory with Multi30k's train.lc.norm.tok.{de,en}[.gz] (sentence lengths)")
+    p.add_argument("--langs", default="de-en", help="source-target languages whose lengths are used")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per framework per round")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                   help="torch intra-op threads (default: one per core, as XLA uses)")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n float32 matmul peak measurement")
     return p.parse_args(argv)
 
 
-def make_batch(cfg, batch: int, src_len: int, tgt_len: int, seed: int) -> dict[str, np.ndarray]:
-    """Random padded batch with ragged lengths in [len/2, len]; tgt_out is tgt_in shifted left."""
-    rng = np.random.default_rng(seed)
-    src_lengths = rng.integers(max(1, src_len // 2), src_len + 1, batch).astype(np.int32)
-    tgt_lengths = rng.integers(max(1, tgt_len // 2), tgt_len + 1, batch).astype(np.int32)
-    src = rng.integers(3, cfg.src_vocab_size, (batch, src_len)).astype(np.int32)
-    src[np.arange(src_len)[None, :] >= src_lengths[:, None]] = cfg.pad_id
-    tgt = rng.integers(3, cfg.tgt_vocab_size, (batch, tgt_len + 1)).astype(np.int32)
-    tgt[:, 0] = cfg.bos_id
-    tgt[np.arange(tgt_len + 1)[None, :] > tgt_lengths[:, None]] = cfg.pad_id
-    return {"src": src, "src_lengths": src_lengths, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:],
-            "tgt_lengths": tgt_lengths}
+def model_config(preset: str, args: argparse.Namespace) -> ModelConfig:
+    base = presets.get(preset)
+    sizes = {k: max(1, getattr(base, k) // 2) for k in WIDTHS} if args.size == "half" else {}
+    return presets.get(preset, src_vocab_size=args.vocab, tgt_vocab_size=args.vocab,
+                       **{**sizes, **parse_overrides(args.set)})
 
 
-def torch_loss(tmodel: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over target tokens with t < tgt_lengths (the JAX step's loss)."""
-    logits = tmodel(b["src"], b["src_lengths"], b["tgt_in"])
-    mask = (torch.arange(b["tgt_out"].shape[1])[None, :] < b["tgt_lengths"][:, None]).float()
-    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), b["tgt_out"], reduction="none")
-    return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+def describe(cfg: ModelConfig) -> str:
+    kind = {"rnn": cfg.cell, "attention": f"{cfg.cell}+{cfg.attention}"}.get(cfg.family, cfg.family)
+    ff = f" ff {cfg.ff_dim}" if cfg.family == "transformer" else ""
+    return f"{kind} emb {cfg.emb_dim} hid {cfg.hid_dim}{ff} x{cfg.n_layers}"
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+@dataclasses.dataclass
+class Row:
+    preset: str
+    size: str
+    params: int
+    tokens_per_s: dict[str, float]  # framework -> median tokens/s
+    compile_s: dict[str, float]
+    errors: dict[str, str]
+    flops_per_token: dict[str, float]  # "jaxpr", "xla", "6N"
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    sizes = {k: v for k, v in (("emb_dim", args.emb_dim), ("hid_dim", args.hid_dim)) if v is not None}
-    cfg = presets.get(args.preset, src_vocab_size=args.vocab, tgt_vocab_size=args.vocab, **sizes)
-    batch = make_batch(cfg, args.batch, args.src_len, args.tgt_len, args.seed)
-    tokens = int(batch["tgt_lengths"].sum())
+def timed_rounds(runners: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds of each runner over `rounds` interleaved rounds."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
-    model = build_model(cfg)
-    tx = make_optimizer(LR, CLIP)
-    state = create_train_state(model, cfg, tx, args.seed, batch)
+
+def short_error(e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first[:100]}".replace("|", "/")
+
+
+def bench_preset(preset: str, args: argparse.Namespace, lengths: tuple[np.ndarray, np.ndarray]) -> Row:
+    cfg = model_config(preset, args)
+    buckets = DEFAULT_BUCKETS if args.buckets == "default" else tuple(int(b) for b in args.buckets.split(","))
+    batches = training_batches(cfg, *lengths, batch_size=args.batch_size, n=args.batches, buckets=buckets,
+                               seed=args.seed)
+    first_of_width = {b["src"].shape[1]: i for i, b in reversed(list(enumerate(batches)))}
+    step_tokens = [int(b["tgt_lengths"].sum()) for b in batches]
+    cycle = [i % len(batches) for i in range(args.steps)]
+    tokens = sum(step_tokens[i] for i in cycle)
+
+    model, tx = build_model(cfg), make_optimizer(LR, CLIP)
+    state = create_train_state(model, cfg, tx, args.seed, batches[0])
     tmodel = torch_ref.build_model(cfg)
-    tmodel.load_state_dict(flax_to_torch(cfg, state.params), strict=True)  # copies, before donation
-    t_batch = {k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()}
+    tmodel.load_state_dict(flax_to_torch(cfg, state.params), strict=True)  # a copy, before the state is donated
+    t_batches = [to_torch(b) for b in batches]
+    j_batches = [{k: jnp.asarray(v) for k, v in b.items()} for b in batches]
 
-    # Same weights, same batch: the deterministic losses must agree before timing means anything.
-    j_eval = make_eval_step(model)(state.params, batch)
-    j_loss0 = float(j_eval["loss_sum"] / j_eval["tokens"])
-    tmodel.eval()
+    # Same weights, same batch: the deterministic losses agree before any timing means anything.
+    ev = make_eval_step(model)(state.params, batches[0])
     with torch.no_grad():
-        t_loss0 = float(torch_loss(tmodel, t_batch))
+        t_loss = float(MaskedLoss(tmodel.eval())(**t_batches[0]))
+    j_loss = float(ev["loss_sum"] / ev["tokens"])
 
     step = make_train_step(model, tx)
-    j_batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    t0 = time.perf_counter()
-    for _ in range(args.warmup):
-        state, metrics = step(state, j_batch)
-    jax.block_until_ready(state)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        state, metrics = step(state, j_batch)
-    jax.block_until_ready(state)
-    jax_s = time.perf_counter() - t0
+    width_flops = {w: matmul_flops(step, state, j_batches[i]) for w, i in first_of_width.items()}
+    start = time.perf_counter()
+    compiled = {w: step.lower(state, j_batches[i]).compile() for w, i in first_of_width.items()}
+    compile_s = {"JAX": time.perf_counter() - start}
+    w0 = batches[0]["src"].shape[1]
+    xla_per_token = xla_flops(compiled[w0]) / step_tokens[0]
+    src_tokens = int(batches[0]["src_lengths"].sum())
+    six_n, n_params = six_n_flops(state.params, src_tokens, step_tokens[0])
 
-    tmodel.train()
-    opt = torch.optim.Adam(tmodel.parameters(), lr=LR)
+    holder = {"state": state}
 
-    def torch_step() -> float:
-        opt.zero_grad(set_to_none=True)
-        loss = torch_loss(tmodel, t_batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tmodel.parameters(), CLIP)
-        opt.step()
-        return loss.item()
+    def run_jax() -> None:
+        s = holder["state"]
+        for i in cycle:
+            s, _ = compiled[batches[i]["src"].shape[1]](s, j_batches[i])
+        holder["state"] = jax.block_until_ready(s)
 
-    for _ in range(args.warmup):
-        torch_step()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        t_last = torch_step()
-    torch_s = time.perf_counter() - t0
+    trainers = {"torch eager": TorchTrainer(tmodel, LR, CLIP, compiled=False)}
+    if not args.no_compile:
+        trainers["torch.compile"] = TorchTrainer(tmodel, LR, CLIP, compiled=True)
+    errors = {"torch.compile": "skipped (--no-compile)"} if args.no_compile else {}
+    for name, trainer in list(trainers.items()):  # warm-up: one step per width (torch.compile compiles here)
+        start = time.perf_counter()
+        try:
+            for i in first_of_width.values():
+                trainer.step(t_batches[i])
+        except Exception as e:  # noqa: BLE001 - a compile failure is a result to report, not a crash
+            errors[name] = short_error(e)
+            del trainers[name]
+            continue
+        compile_s[name] = time.perf_counter() - start
+    run_jax()  # warm-up of the compiled executables
 
-    jax_tps = tokens * args.steps / jax_s
-    torch_tps = tokens * args.steps / torch_s
-    print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"preset {args.preset}: emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers} vocab {args.vocab} "
-          f"dropout {cfg.dropout}; batch {args.batch} src_len {args.src_len} tgt_len {args.tgt_len}; "
-          f"{tokens} target tokens/step; {args.steps} timed steps after {args.warmup} warm-up")
-    print(f"initial eval loss: jax {j_loss0:.6f} torch {t_loss0:.6f} (|diff| {abs(j_loss0 - t_loss0):.2e})")
-    print(f"final train loss: jax {float(metrics['loss']):.4f} torch {t_last:.4f}")
-    print(f"jax:   {jax_tps:10.1f} target tokens/s ({1000 * jax_s / args.steps:.1f} ms/step; "
-          f"warm-up incl. compile {compile_s:.1f} s)")
-    print(f"torch: {torch_tps:10.1f} target tokens/s ({1000 * torch_s / args.steps:.1f} ms/step)")
-    print(f"ratio jax/torch: {jax_tps / torch_tps:.2f}")
+    def torch_runner(trainer: TorchTrainer) -> Callable[[], None]:
+        def run() -> None:
+            for i in cycle:
+                trainer.step(t_batches[i])
+
+        return run
+
+    runners = {"JAX": run_jax, **{name: torch_runner(t) for name, t in trainers.items()}}
+    seconds = timed_rounds(runners, args.rounds)
+    per_token = sum(width_flops[batches[i]["src"].shape[1]] for i in cycle) / tokens
+    print(f"  {preset}: {describe(cfg)}, dropout {cfg.dropout}, {n_params:,} params (embeddings excluded); "
+          f"initial eval loss JAX {j_loss:.6f} torch {t_loss:.6f}; widths {sorted(first_of_width)} "
+          f"(first batch {w0}); " + ", ".join(f"{n} {1000 * s / args.steps:.1f} ms/step" for n, s in seconds.items()),
+          flush=True)
+    return Row(preset, describe(cfg), n_params, {n: tokens / s for n, s in seconds.items()}, compile_s, errors,
+               {"jaxpr": per_token, "xla": xla_per_token, "6N": six_n / step_tokens[0]})
+
+
+def fmt(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def tables(rows: list[Row], peak: float) -> str:
+    head = ("| preset | size | JAX tok/s | torch eager tok/s | torch.compile tok/s | JAX/eager | JAX/compile "
+            "| compile s (JAX / torch.compile) | JAX GFLOP/s | % of matmul peak |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        tps, jax_tps = r.tokens_per_s, r.tokens_per_s["JAX"]
+        comp = r.errors.get("torch.compile")
+        gflops = r.flops_per_token["jaxpr"] * jax_tps / 1e9
+        compile_cell = f"{r.compile_s['JAX']:.1f} / " + ("-" if comp else f"{r.compile_s['torch.compile']:.1f}")
+        comp_tps, comp_ratio = (comp, "-") if comp else (fmt(tps["torch.compile"]),
+                                                         f"{jax_tps / tps['torch.compile']:.2f}x")
+        lines.append(
+            f"| {r.preset} | {r.size} | {fmt(jax_tps)} | {fmt(tps['torch eager'])} | {comp_tps} | "
+            f"{jax_tps / tps['torch eager']:.2f}x | {comp_ratio} | {compile_cell} | {gflops:.1f} "
+            f"| {gflops / peak:.1%} |")
+    lines += ["", "| preset | params (no embeddings) | 6N MFLOP/token "
+              "| XLA cost analysis MFLOP/token (loop bodies once) | jaxpr matmul MFLOP/token (used above) |",
+              "|" + "---|" * 5]
+    for r in rows:
+        f = r.flops_per_token
+        lines.append(f"| {r.preset} | {r.params:,} | {f['6N'] / 1e6:.2f} | {f['xla'] / 1e6:.2f} | "
+                     f"{f['jaxpr'] / 1e6:.2f} |")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row]) -> list[str]:
+    out = []
+    slower = [r.preset for r in rows if r.tokens_per_s["JAX"] < r.tokens_per_s["torch eager"]]
+    out.append("JAX >= torch eager for every preset" if not slower else f"JAX slower than torch eager: {slower}")
+    wins = [r.preset for r in rows if "torch.compile" in r.tokens_per_s
+            and r.tokens_per_s["torch.compile"] > r.tokens_per_s["JAX"]]
+    if wins:
+        out.append(f"torch.compile faster than JAX: {wins}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    src_lang, tgt_lang = args.langs.split("-")
+    lengths = multi30k_lengths(args.manual_dir, src_lang, tgt_lang)
+    print(machine_line())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    jax_peak, torch_peak = jax_matmul_gflops(args.matmul_size), torch_matmul_gflops(args.matmul_size)
+    peak = max(jax_peak, torch_peak)
+    print(f"float32 matmul {args.matmul_size}^2: JAX {jax_peak:.1f} GFLOP/s, torch {torch_peak:.1f} GFLOP/s "
+          f"(peak used: {peak:.1f})")
+    print(f"batches: {args.batches} x {args.batch_size} Multi30k {args.langs} train length pairs "
+          f"(mean {lengths[0].mean():.1f} / {lengths[1].mean():.1f} tokens + eos), buckets {args.buckets}, "
+          f"vocab {args.vocab}; size {args.size} {' '.join(args.set)}; {args.rounds} rounds of {args.steps} steps")
+    rows = [bench_preset(p.strip(), args, lengths) for p in args.presets.split(",") if p.strip()]
+    print()
+    print(tables(rows, peak))
+    print()
+    print("\n".join(verdict(rows)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -69,8 +69,25 @@ def length_penalty(length: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Largest k along the last axis, ties to the lower index (jax.lax.top_k's order)."""
-    idx = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    """Largest k along the last axis, ties to the lower index (jax.lax.top_k's order).
+
+    A full sort of beam x vocab scores per step dominated beam search (193 ms vs 28 ms at
+    batch 64, beam 5, vocab 5921), so the k largest are found by `argpartition` and only they
+    are sorted. Where values tie across the cut (e.g. rows of -inf), which k is not decided by
+    the partition: those rows take the stable full sort.
+    """
+    n = x.shape[-1]
+    if k >= n:
+        idx = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+        return np.take_along_axis(x, idx, axis=-1), idx
+    flat = x.reshape(-1, n)
+    part = np.argpartition(-flat, k - 1, axis=-1)[:, :k]
+    vals = np.take_along_axis(flat, part, axis=-1)
+    idx = np.take_along_axis(part, np.lexsort((part, -vals), axis=-1), axis=-1)
+    ties = (flat >= vals.min(axis=-1, keepdims=True)).sum(axis=-1) > k
+    if ties.any():
+        idx[ties] = np.argsort(-flat[ties], axis=-1, kind="stable")[:, :k]
+    idx = idx.reshape(x.shape[:-1] + (k,))
     return np.take_along_axis(x, idx, axis=-1), idx
 
 
