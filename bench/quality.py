@@ -1,6 +1,7 @@
 """Time to quality on Multi30k de->en: train each family under a wall-clock budget, report test_2016 BLEU.
 
     python bench/quality.py --minutes 60 [--presets bentrevett-transformer,...] [--root runs/quality]
+    python bench/quality.py report ROOT/quality.json [ROOT2/quality.json ...]   # one table of several runs
 
 Each model is trained through the real CLI (`s2s-jax train ... --minutes M --best-metric bleu`):
 the budget covers everything the `train` process does (start-up, data preparation,
@@ -136,8 +137,9 @@ def _param_count(workdir: Path) -> int:
 
 
 def _sizes(model: dict) -> str:
-    keys = ("emb_dim", "hid_dim", "n_layers", "n_heads", "ff_dim", "kernel_size", "dropout")
-    return ", ".join(f"{k} {model[k]}" for k in keys if model.get(k) not in (None, 0, ""))
+    family_keys = {"transformer": ("n_heads", "ff_dim"), "convs2s": ("kernel_size",)}
+    keys = ("emb_dim", "hid_dim", "n_layers", *family_keys.get(model["family"], ()), "dropout")
+    return ", ".join(f"{k} {model[k]}" for k in keys)
 
 
 def markdown(rows: list[dict], beam: int) -> str:
@@ -153,7 +155,23 @@ def markdown(rows: list[dict], beam: int) -> str:
     return "\n".join(lines)
 
 
+def report(paths: list[str], beam: int) -> int:
+    """One table from the quality.json files of several runs (e.g. two run side by side, one per core)."""
+    rows = []
+    for path in paths:
+        for r in json.loads(Path(path).read_text()):
+            workdir = Path(path).parent / r["preset"]
+            rows.append({**r, "sizes": _sizes(json.loads((workdir / "config.json").read_text())["model"])})
+    rows.sort(key=lambda r: list(SETTINGS).index(r["preset"]))
+    print(markdown(rows, beam))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "report":
+        return report(argv[1:], beam=5)
     args = parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
     unknown = [p for p in presets if p not in SETTINGS]
