@@ -1,0 +1,126 @@
+"""Where one beam-search step's time goes, JAX vs torch_ref: the model's decode_step, its vocabulary projection,
+and the search arithmetic (log-softmax and top-k over beam x vocab).
+
+    python bench/beam_profile.py --workdir runs/quality/core0/bentrevett-transformer [--batch 64] [--beam 5]
+
+bench/decode.py measures whole searches; this splits a step at batch x beam rows
+(decoder state advanced to `--position` first, so attention caches are part full)
+to show what bounds the JAX/torch ratio: when the step is dominated by the
+projection onto the target vocabulary, both frameworks run the same float32
+matmul and neither can be much faster than that matmul allows. Each timing is the
+best of `--reps`. This is a benchmark script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hardware import jax_matmul_gflops, machine_line  # noqa: E402
+
+from s2s_jax.decoding.beam import repeat_beams  # noqa: E402
+from s2s_jax.models import build_model  # noqa: E402
+from s2s_jax.workdir import load_run  # noqa: E402
+from torch_ref import build_model as build_torch  # noqa: E402
+from torch_ref.convert import flax_to_torch  # noqa: E402
+from torch_ref.decoding import top_k as torch_top_k  # noqa: E402
+from torch_ref.decoding import tree_map  # noqa: E402
+
+
+def best_ms(fn: Callable[[], object], reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--position", type=int, default=15, help="decode steps taken before timing one")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--torch-threads", type=int, default=torch.get_num_threads())
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    run = load_run(args.workdir, "best")
+    cfg, rows = run.cfg, args.batch * args.beam
+    sources = [s for s, _ in run.task.read_splits(["test"])["test"][: args.batch]]
+    src, lengths = run.task.encode_inputs(sources)
+    max_len = int(run.task.decode_limit(np.array([src.shape[1]]))[0])
+    model, variables = build_model(cfg), {"params": run.params}
+    tokens = np.random.default_rng(0).integers(4, cfg.tgt_vocab_size, (args.position + 1, rows)).astype(np.int32)
+
+    # JAX: state after `position` steps, then one step timed alone and the search arithmetic timed alone
+    enc = repeat_beams(model.apply(variables, src, lengths, method="encode"), args.beam)
+    step = jax.jit(lambda e, t, s: model.apply(variables, e, t, s, method="decode_step"))
+    state = model.apply(variables, enc, max_decode_len=max_len, method="init_decode_state")
+    for t in tokens[:-1]:
+        _, state = step(enc, jnp.asarray(t), state)
+    token = jnp.asarray(tokens[-1])
+    logits, _ = step(enc, token, state)
+    search = jax.jit(lambda x: jax.lax.top_k(jax.nn.log_softmax(x).reshape(args.batch, -1), 2 * args.beam))
+    out_kernel = max((x for x in jax.tree.leaves(run.params) if x.ndim == 2 and x.shape[-1] == cfg.tgt_vocab_size),
+                     key=lambda x: x.shape[0])
+    hidden = jnp.ones((rows, out_kernel.shape[0]), jnp.float32)
+    project = jax.jit(lambda h: h @ out_kernel)
+    jax_ms = {
+        "decode_step (whole model)": best_ms(lambda: jax.block_until_ready(step(enc, token, state)), args.reps),
+        "  of which vocab projection": best_ms(lambda: project(hidden).block_until_ready(), args.reps),
+        "log-softmax + top-k": best_ms(lambda: jax.block_until_ready(search(logits)), args.reps),
+    }
+
+    # torch_ref: the same
+    tmodel = build_torch(cfg)
+    tmodel.load_state_dict(flax_to_torch(cfg, run.params))
+    tmodel.eval()
+    with torch.inference_mode():
+        tsrc, tlen = torch.as_tensor(np.asarray(src), dtype=torch.int64), torch.as_tensor(np.asarray(lengths))
+        tenc = tree_map(lambda x: x.repeat_interleave(args.beam, dim=0), tmodel.encode(tsrc, tlen))
+        tstate = tmodel.init_decode_state(tenc, max_len)
+        for t in tokens[:-1]:
+            _, tstate = tmodel.decode_step(tenc, torch.as_tensor(t, dtype=torch.int64), tstate)
+        ttoken = torch.as_tensor(tokens[-1], dtype=torch.int64)
+        tlogits, _ = tmodel.decode_step(tenc, ttoken, tstate)
+        tkernel = torch.as_tensor(np.asarray(out_kernel))
+        thidden = torch.ones((rows, tkernel.shape[0]))
+        torch_ms = {
+            "decode_step (whole model)": best_ms(lambda: tmodel.decode_step(tenc, ttoken, tstate), args.reps),
+            "  of which vocab projection": best_ms(lambda: thidden @ tkernel, args.reps),
+            "log-softmax + top-k": best_ms(lambda: torch_top_k(torch.log_softmax(tlogits, -1).reshape(args.batch, -1),
+                                                               2 * args.beam), args.reps),
+        }
+    peak = jax_matmul_gflops()
+    proj_gflop = 2 * rows * out_kernel.shape[0] * cfg.tgt_vocab_size / 1e9
+    print(machine_line())
+    print(f"{cfg.family} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}, vocab {cfg.tgt_vocab_size}; "
+          f"batch {args.batch} x beam {args.beam} = {rows} rows, source width {src.shape[1]}, state at step "
+          f"{args.position} of {max_len}; torch {args.torch_threads} threads\n")
+    print("| part of one beam step | JAX ms | torch_ref ms | torch/JAX |")
+    print("|---|---|---|---|")
+    for name in jax_ms:
+        print(f"| {name} | {jax_ms[name]:.2f} | {torch_ms[name]:.2f} | {torch_ms[name] / jax_ms[name]:.2f}x |")
+    total_j = jax_ms["decode_step (whole model)"] + jax_ms["log-softmax + top-k"]
+    total_t = torch_ms["decode_step (whole model)"] + torch_ms["log-softmax + top-k"]
+    print(f"| step + search | {total_j:.2f} | {total_t:.2f} | {total_t / total_j:.2f}x |")
+    print(f"\nvocab projection: {proj_gflop:.2f} GFLOP per step; at the measured float32 matmul peak "
+          f"({peak:.0f} GFLOP/s) it alone needs {1000 * proj_gflop / peak:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
