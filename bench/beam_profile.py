@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hardware import jax_matmul_gflops, machine_line  # noqa: E402
+from hardware import best_seconds, jax_matmul_gflops, machine_line  # noqa: E402
 
 from s2s_jax.decoding.beam import repeat_beams  # noqa: E402
 from s2s_jax.models import build_model  # noqa: E402
@@ -38,13 +37,7 @@ from torch_ref.decoding import tree_map  # noqa: E402
 
 
 def best_ms(fn: Callable[[], object], reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
+    return 1000 * best_seconds(fn, reps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             _, tstate = tmodel.decode_step(tenc, torch.as_tensor(t, dtype=torch.int64), tstate)
         ttoken = torch.as_tensor(tokens[-1], dtype=torch.int64)
         tlogits, _ = tmodel.decode_step(tenc, ttoken, tstate)
-        tkernel = torch.as_tensor(np.asarray(out_kernel))
+        tkernel = torch.from_numpy(np.array(out_kernel))
         thidden = torch.ones((rows, tkernel.shape[0]))
         torch_ms = {
             "decode_step (whole model)": best_ms(lambda: tmodel.decode_step(tenc, ttoken, tstate), args.reps),

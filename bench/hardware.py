@@ -13,6 +13,7 @@ import datetime
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +39,9 @@ def machine_line() -> str:
             f"Python {platform.python_version()}")
 
 
-def _best_seconds(fn, reps: int) -> float:
-    fn()  # warm-up: compilation, allocation
+def best_seconds(fn: Callable[[], object], reps: int) -> float:
+    """Fastest of `reps` calls of `fn`, after one warm-up call (compilation, allocation)."""
+    fn()
     best = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
@@ -52,7 +54,7 @@ def jax_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
     """GFLOP/s of a jitted float32 [n, n] @ [n, n] (2 n^3 flops) with XLA's default CPU threads."""
     a, b = (jnp.asarray(np.random.default_rng(i).standard_normal((n, n)), jnp.float32) for i in (0, 1))
     dot = jax.jit(jnp.dot)
-    return 2 * n**3 / _best_seconds(lambda: dot(a, b).block_until_ready(), reps) / 1e9
+    return 2 * n**3 / best_seconds(lambda: dot(a, b).block_until_ready(), reps) / 1e9
 
 
 def torch_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -61,4 +63,4 @@ def torch_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
-    return 2 * n**3 / _best_seconds(lambda: torch.matmul(a, b, out=out), reps) / 1e9
+    return 2 * n**3 / best_seconds(lambda: torch.matmul(a, b, out=out), reps) / 1e9
