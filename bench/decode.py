@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,29 +49,14 @@ from torch_ref.decoding import beam_search, greedy_decode  # noqa: E402
 Outputs = list[np.ndarray]
 
 
-def chunks(translator: Translator, src: np.ndarray, src_lengths: np.ndarray) -> Iterator[tuple]:
-    """The JAX Translator's chunks: (rows, real rows, src, lengths, static max_len, per-row limits)."""
-    n = len(src)
-    order = np.argsort(-src_lengths, kind="stable")
-    chunk = min(translator.batch_size, n)
-    for start in range(0, n, chunk):
-        rows = order[start : start + chunk]
-        real = len(rows)
-        rows = np.concatenate([rows, np.repeat(rows[:1], chunk - real)])
-        sl = src_lengths[rows]
-        width = translator._width(sl, src.shape[1])
-        max_len, limits = translator._limits(width, sl)  # limits None: no per-row rule (addition)
-        yield rows, real, np.ascontiguousarray(src[rows, :width]), sl, max_len, limits
-
-
 def collect(translator: Translator, src: np.ndarray, src_lengths: np.ndarray,
             decode: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Outputs:
     """Run `decode(src, lengths, max_len, limits) -> (tokens [B, L], lengths [B])` chunk by chunk, in input order."""
     out: list[np.ndarray | None] = [None] * len(src)
-    for rows, real, s, sl, max_len, limits in chunks(translator, src, src_lengths):
-        tokens, lengths = decode(s, sl, max_len, limits)
-        for j in range(real):
-            out[rows[j]] = np.asarray(tokens[j, : lengths[j]])
+    for c in translator.chunks(src, src_lengths):
+        tokens, lengths = decode(c.src, c.src_lengths, c.max_len, c.limits)
+        for j in range(c.real):
+            out[c.rows[j]] = np.asarray(tokens[j, : lengths[j]])
     return out  # type: ignore[return-value]
 
 

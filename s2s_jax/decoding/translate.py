@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +73,19 @@ def _decoders(cfg: ModelConfig) -> tuple[Callable, Callable]:
             jax.jit(sample_fn, static_argnames=("max_len", "temperature", "top_k")))
 
 
+class Chunk(NamedTuple):
+    """One batch of `Translator.chunks`: `rows` index the input (the first `real` are distinct), `start` is the
+    chunk's position in length order (it seeds sampling)."""
+
+    start: int
+    rows: np.ndarray
+    real: int
+    src: np.ndarray
+    src_lengths: np.ndarray
+    max_len: int
+    limits: np.ndarray | None  # None: the task has no per-row rule (addition)
+
+
 class Translator:
     """Decode with (cfg, params) and a task's text conversion; one compiled function per (method, shape)."""
 
@@ -106,36 +119,43 @@ class Translator:
             width = limit
         return width
 
-    def decode_ids(
-        self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = DecodeOptions()
-    ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Per row: output ids through eos (a list of int arrays), and the search score (beam; 0 otherwise)."""
+    def chunks(self, src: np.ndarray, src_lengths: np.ndarray) -> Iterator[Chunk]:
+        """The batches `decode_ids` decodes: rows sorted by length (narrower padding), `batch_size` at a time
+        (the last one filled up with copies of its first row), each cut to its width, with its static max_len
+        and per-row limits. Public so that other decoders (bench/decode.py) can be fed exactly the same."""
         src, src_lengths = np.asarray(src), np.asarray(src_lengths)
         n = len(src)
-        order = np.argsort(-src_lengths, kind="stable")  # similar lengths together: narrower chunks
-        outputs: list[np.ndarray | None] = [None] * n
-        scores = np.zeros(n, np.float32)
+        order = np.argsort(-src_lengths, kind="stable")
         chunk = min(self.batch_size, n)
-        key = jax.random.key(opts.seed)
         for start in range(0, n, chunk):
             rows = order[start : start + chunk]
             real = len(rows)
             rows = np.concatenate([rows, np.repeat(rows[:1], chunk - real)])
             sl = src_lengths[rows]
             width = self._width(sl, src.shape[1])
-            s = src[rows, :width]
             max_len, limits = self._limits(width, sl)
+            yield Chunk(start, rows, real, np.ascontiguousarray(src[rows, :width]), sl, max_len, limits)
+
+    def decode_ids(
+        self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = DecodeOptions()
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per row: output ids through eos (a list of int arrays), and the search score (beam; 0 otherwise)."""
+        outputs: list[np.ndarray | None] = [None] * len(src)
+        scores = np.zeros(len(src), np.float32)
+        key = jax.random.key(opts.seed)
+        for c in self.chunks(src, src_lengths):
             if opts.method == "beam":
-                t, length, sc = self._beam(self.params, s, sl, limits, max_len=max_len, beam=opts.beam,
-                                           alpha=opts.alpha)
+                t, length, sc = self._beam(self.params, c.src, c.src_lengths, c.limits, max_len=c.max_len,
+                                           beam=opts.beam, alpha=opts.alpha)
             else:
                 temperature = 0.0 if opts.method == "greedy" else opts.temperature
-                t, length, sc = self._sample(self.params, s, sl, limits, jax.random.fold_in(key, start),
-                                             max_len=max_len, temperature=temperature, top_k=opts.top_k)
+                t, length, sc = self._sample(self.params, c.src, c.src_lengths, c.limits,
+                                             jax.random.fold_in(key, c.start), max_len=c.max_len,
+                                             temperature=temperature, top_k=opts.top_k)
             t, length, sc = np.asarray(t), np.asarray(length), np.asarray(sc)
-            for j in range(real):
-                outputs[rows[j]] = t[j, : length[j]]
-                scores[rows[j]] = sc[j]
+            for j in range(c.real):
+                outputs[c.rows[j]] = t[j, : length[j]]
+                scores[c.rows[j]] = sc[j]
         return outputs, scores  # type: ignore[return-value]
 
     def translate(self, texts: Sequence[str], opts: DecodeOptions = DecodeOptions()) -> list[str]:
