@@ -34,6 +34,7 @@ from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model
 from s2s_jax.training import checkpoint
+from s2s_jax.training.logs import read_json
 from s2s_jax.training.state import TrainState, init_params
 
 CONFIG_FILE = "config.json"
@@ -105,21 +106,12 @@ def save_run(workdir: str | Path, cfg: ModelConfig, training: dict[str, Any], ta
     ckpt.close()
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; is {path.parent} a workdir written by `s2s-jax train`?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); the workdir is corrupt") from None
-
-
 def load_config(workdir: str | Path) -> tuple[ModelConfig, dict[str, Any], Any]:
     """(model config, training settings, task rebuilt with the saved vocab) from a workdir's JSON files."""
     path = Path(workdir)
     if not path.is_dir():
         raise UserError(f"workdir {path} does not exist")
-    config = _read_json(path / CONFIG_FILE)
+    config = read_json(path / CONFIG_FILE)
     try:
         cfg = ModelConfig.from_dict(config["model"])
         task_settings = dict(config["data"] if "data" in config else config["task"])  # "task": before sections
@@ -129,7 +121,7 @@ def load_config(workdir: str | Path) -> tuple[ModelConfig, dict[str, Any], Any]:
     task = build_task(task_settings.pop("name", ""), **task_settings)
     if hasattr(task, "load_files"):  # text tasks: tokenizers and vocabs come from the workdir, not from data
         task.load_files(path)
-    vocabs = _read_json(path / VOCAB_FILE)
+    vocabs = read_json(path / VOCAB_FILE)
     try:
         src, tgt = Vocab.from_dict(vocabs["src"]), Vocab.from_dict(vocabs["tgt"])
     except (KeyError, TypeError) as e:

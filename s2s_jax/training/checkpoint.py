@@ -36,6 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from s2s_jax.errors import UserError
+from s2s_jax.training.logs import read_json
 
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_FILE = "manifest.json"
@@ -101,12 +102,7 @@ def read_manifest(workdir: Path) -> dict[str, Any]:
     """The manifest as {"latest", "best", "metric", "mode", "steps": {str(step): {"files", "metrics"}}}; the
     one-step format of earlier versions ({"step", "files"}) is read too."""
     path = workdir / MANIFEST_FILE
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"workdir {workdir} has no complete checkpoint ({MANIFEST_FILE} is missing)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); the workdir is corrupt") from None
+    m = read_json(path, f"workdir {workdir} has no complete checkpoint ({MANIFEST_FILE} is missing)")
     try:
         if "steps" not in m:
             m = {"latest": int(m["step"]), "best": None, "steps": {str(int(m["step"])): {"files": m["files"]}}}

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from s2s_jax.errors import UserError
+
 METRICS_FILE = "metrics.jsonl"
 TRAIN_LOG_FILE = "train.jsonl"
 TB_DIR = "tb"
@@ -28,6 +30,17 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def read_json(path: Path, missing: str | None = None) -> Any:
+    """A workdir's JSON file; missing (message `missing`, default: is this a workdir?) or corrupt is a UserError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(missing or f"{path} is missing; is {path.parent} a workdir written by `s2s-jax train`?") \
+            from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); the workdir is corrupt") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from s2s_jax.config import ConfigError
 from s2s_jax.errors import UserError
 from s2s_jax.training.checkpoint import CHECKPOINT_DIR, MANIFEST_FILE
 from s2s_jax.training.config import RESUMABLE, RunConfig
-from s2s_jax.training.logs import METRICS_FILE, write_atomic
+from s2s_jax.training.logs import METRICS_FILE, read_json, write_atomic
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
@@ -31,12 +31,7 @@ def vocab_json(task: Any) -> dict[str, Any]:
 def load_run_config(workdir: str | Path) -> RunConfig:
     """The RunConfig saved in `workdir`/config.json."""
     path = Path(workdir) / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; is {path.parent} a workdir written by `s2s-jax train`?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); the workdir is corrupt") from None
+    data = read_json(path)
     try:
         return RunConfig.from_dict(data)
     except (ConfigError, UserError, TypeError) as e:
