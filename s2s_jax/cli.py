@@ -7,45 +7,29 @@ one-line message on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from s2s_jax import presets
-from s2s_jax.config import ConfigError, ModelConfig, check_keys
+from s2s_jax.config import ConfigError
 from s2s_jax.errors import UserError
 from s2s_jax.train_args import add_run_args, schedule_choices
+from s2s_jax.training.config import model_overrides
 
 USAGE_ERROR = 2
 
 
-def _parse_value(key: str, text: str, default: Any) -> Any:
-    """Convert `text` to the type of the config field's default."""
-    if isinstance(default, bool):
-        if text.lower() in ("true", "1", "yes"):
-            return True
-        if text.lower() in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"--set {key}={text}: expected true or false")
-    try:
-        return type(default)(text)
-    except ValueError:
-        raise ConfigError(f"--set {key}={text}: expected {type(default).__name__}") from None
-
-
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """["hid_dim=64", "cell=lstm"] -> {"hid_dim": 64, "cell": "lstm"}, typed by ModelConfig's fields."""
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    out: dict[str, Any] = {}
+    texts: dict[str, str] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected key=value")
-        check_keys({key: None})
-        out[key] = _parse_value(key, text, defaults[key])
-    return out
+        texts[key] = text
+    return model_overrides(texts)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

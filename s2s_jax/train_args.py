@@ -11,10 +11,9 @@ Two ways to call `train`:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
-from s2s_jax.config import ConfigError, ModelConfig
+from s2s_jax.config import ModelConfig
 from s2s_jax.errors import UserError
 from s2s_jax.training.config import (
     BEST_METRICS,
@@ -22,7 +21,7 @@ from s2s_jax.training.config import (
     RECIPES,
     DataConfig,
     RunConfig,
-    parse_value,
+    model_overrides,
     recipe_for,
     split_overrides,
     typed_overrides,
@@ -92,14 +91,6 @@ def task_from_settings(settings: dict[str, Any]) -> Any:
     return build_task(name, **settings)
 
 
-def _model_overrides(texts: dict[str, str]) -> dict[str, Any]:
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(texts) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown model config key(s) {unknown}; valid model keys: {', '.join(defaults)}")
-    return {k: parse_value(k, v, defaults[k]) for k, v in texts.items()}
-
-
 def _given_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for dest, (section, key) in FLAG_KEYS.items():
@@ -140,7 +131,7 @@ def run_from_args(args: argparse.Namespace, make_task: Any, defaults: argparse.N
         if overrides.get("data"):
             base = RunConfig(model=ModelConfig(), data=DataConfig.of(task.settings()))
             task = task_from_settings({**task.settings(), **typed_overrides(base, "data", overrides["data"])})
-        cfg = config_for_task(args.preset, task, _model_overrides(overrides.get("model", {})))
+        cfg = config_for_task(args.preset, task, model_overrides(overrides.get("model", {})))
         run = RunConfig(model=cfg, data=DataConfig.of(task.settings()), preset=args.preset)
         for section, values in recipe_for(args.preset, args.recipe).items():
             run = run.replace(section, **values)

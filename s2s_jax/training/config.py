@@ -300,6 +300,14 @@ def split_overrides(items: Sequence[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def model_overrides(texts: Mapping[str, str]) -> dict[str, Any]:
+    """Text model overrides ({"hid_dim": "64"}) typed like ModelConfig's defaults (unknown keys list the valid ones);
+    the model section of `train --set` and the `parity` verb's `--set`."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    check_section_keys("model", texts, list(defaults))
+    return {k: parse_value(k, v, defaults[k]) for k, v in texts.items()}
+
+
 def typed_overrides(run: RunConfig, section: str, texts: Mapping[str, str]) -> dict[str, Any]:
     """Text values of `section` typed like the run's current values (unknown keys list the valid ones)."""
     if section == "data":
