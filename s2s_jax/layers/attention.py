@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 
 # A finite "minus infinity": exp underflows to exactly 0, and a row with no valid
@@ -92,7 +93,7 @@ class AdditiveAttention(nn.Module):
             if self.use_bias:
                 self.bias = self.param("bias", uniform(1.0 / math.sqrt(fan_in)), (self.features,))
         self.v = _dense(1, self.features, use_bias=False)
-        self.drop = nn.Dropout(self.dropout)
+        self.drop = Dropout(self.dropout)
 
     def _rows(self) -> tuple[jax.Array, jax.Array]:
         """(query rows, key rows) of the concatenated kernel."""

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.layers import cells
+from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 
 
@@ -118,7 +119,7 @@ class RNNStack(nn.Module):
                 name = f"l{i}" + ("_reverse" if d else "")
                 layers.append(RNNLayer(self.cell, width, self.hidden, self.reset_after, name=name))
         self.layers = layers
-        self.drop = nn.Dropout(self.dropout)
+        self.drop = Dropout(self.dropout)
 
     def zero_state(self, batch: int, dtype=jnp.float32) -> Any:
         """Initial state of the whole stack, [B, n_layers * directions, H] (a pair for LSTM)."""

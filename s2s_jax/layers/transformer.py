@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 
 NEG = -1e10  # the tutorial's masked_fill value: exp underflows to exactly 0
@@ -39,8 +40,8 @@ def layer_norm() -> nn.LayerNorm:
 
 def write_cache(cache: jax.Array, new: jax.Array, pos: jax.Array) -> jax.Array:
     """cache [B, h, M, d] with new [B, h, 1, d] written at each row's position pos [B] (no-op past M)."""
-    hit = jnp.arange(cache.shape[2])[None, :] == pos[:, None]
-    return jnp.where(hit[:, None, :, None], new, cache)
+    rows = jnp.arange(cache.shape[0])
+    return cache.at[rows, :, pos].set(new[:, :, 0], mode="drop")
 
 
 class MultiHeadAttention(nn.Module):
@@ -52,7 +53,7 @@ class MultiHeadAttention(nn.Module):
     def setup(self) -> None:
         h = self.hid_dim
         self.fc_q, self.fc_k, self.fc_v, self.fc_o = (dense(h, h, self.torch_bias) for _ in range(4))
-        self.drop = nn.Dropout(self.dropout)
+        self.drop = Dropout(self.dropout)
 
     def _split(self, x: jax.Array) -> jax.Array:
         b, t, _ = x.shape
@@ -81,7 +82,7 @@ class FeedForward(nn.Module):
     def setup(self) -> None:
         self.fc_1 = dense(self.ff_dim, self.hid_dim, self.torch_bias)
         self.fc_2 = dense(self.hid_dim, self.ff_dim, self.torch_bias)
-        self.drop = nn.Dropout(self.dropout)
+        self.drop = Dropout(self.dropout)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         return self.fc_2(self.drop(jax.nn.relu(self.fc_1(x)), deterministic=not train))
@@ -116,7 +117,7 @@ class EncoderLayer(_Layer):
         self.ff_layer_norm = layer_norm()
         self.self_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
         self.positionwise_feedforward = FeedForward(self.hid_dim, self.ff_dim, self.dropout, self.torch_bias)
-        self.drop = nn.Dropout(self.dropout)
+        self.drop = Dropout(self.dropout)
 
     def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool = False) -> jax.Array:
         def attend(h):
@@ -136,7 +137,7 @@ class DecoderLayer(_Layer):
         self.self_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
         self.encoder_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
         self.positionwise_feedforward = FeedForward(self.hid_dim, self.ff_dim, self.dropout, self.torch_bias)
-        self.drop = nn.Dropout(self.dropout)
+        self.drop = Dropout(self.dropout)
 
     def cross_kv(self, memory: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The encoder-attention keys/values of `memory` [B, S, H], computed once per source."""

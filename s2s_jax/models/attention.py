@@ -38,6 +38,7 @@ from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
 from s2s_jax.layers import cells
 from s2s_jax.layers.attention import AdditiveAttention, LocationAttention, LuongAttention
+from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, length_mask, reverse_within_lengths
 
@@ -149,7 +150,7 @@ class AttentionSeq2Seq(nn.Module):
         self.decoder = RNNStack(c.cell, dec_in, h, c.n_layers, False, c.dropout, c.reset_after)
         out_in = h + mem + e if lay.out_extra else h
         self.out = _dense(c.tgt_vocab_size, out_in)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     def _embed(self, table: nn.Embed, ids: jax.Array, use_dropout: bool, train: bool) -> jax.Array:
         emb = table(ids)

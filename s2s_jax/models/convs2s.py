@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from s2s_jax.config import ModelConfig
 from s2s_jax.layers.conv import Conv1D, Linear, glu, grad_multiply
+from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 from s2s_jax.layers.positions import check_length
 
@@ -107,7 +108,7 @@ class ConvEncoder(nn.Module):
         self.hid2emb = Linear(c.emb_dim, wn, **init.linear(c.hid_dim))
         self.convs = [Conv1D(c.hid_dim, 2 * c.hid_dim, c.kernel_size, wn, **init.conv(c.hid_dim))
                       for _ in range(c.n_layers)]
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     def __call__(self, src: jax.Array, src_lengths: jax.Array, *, train: bool = False) -> EncoderOutput:
         c = self.cfg
@@ -148,7 +149,7 @@ class ConvDecoder(nn.Module):
         self.fc_out = Linear(c.tgt_vocab_size, wn, **init.linear(c.emb_dim, p))
         self.convs = [Conv1D(c.hid_dim, 2 * c.hid_dim, c.kernel_size, wn, **init.conv(c.hid_dim))
                       for _ in range(c.n_layers)]
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     @property
     def fill(self) -> float:

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.config import ModelConfig
+from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.positions import check_length, sinusoidal
 from s2s_jax.layers.transformer import DecoderLayer, EncoderLayer, dense, layer_norm
 
@@ -70,7 +71,7 @@ class _Embed(nn.Module):
         self.tok_embedding = nn.Embed(self.vocab_size, c.hid_dim, embedding_init=init)
         if c.positions == "learned":
             self.pos_embedding = nn.Embed(c.max_len, c.hid_dim, embedding_init=init)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
 
     def embed(self, tokens: jax.Array, positions: jax.Array, *, train: bool) -> jax.Array:
         c = self.cfg
