@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from s2s_jax import build_model, presets
+from s2s_jax.decoding.beam import beam_search
+from s2s_jax.models.transformer import REORDER_BLOCK, TransformerSeq2Seq, reorder_prefix
 from tests.helpers import (
     check_padding_invariant,
     check_parity,
@@ -107,3 +109,34 @@ def test_train_mode_applies_dropout(case):
     b = model.apply(*args, train=True, rngs={"dropout": jax.random.key(1)})
     np.testing.assert_array_equal(a, b)
     assert np.isfinite(np.asarray(a)).all() and float(jnp.abs(a - model.apply(*args)).max()) > 1e-3
+
+
+@pytest.mark.parametrize("used", [0, 5, 16, 17, 20, 21, 30])
+def test_reorder_prefix_gathers_written_positions_only(used):
+    """Positions < used come from the parent rows; blocks past them are not touched (21 positions = one block
+    of 16 and a last one clamped inside the cache, whose overlap must not be gathered twice)."""
+    cache = jnp.asarray(np.random.default_rng(used).normal(size=(6, 2, 21, 3)), jnp.float32)
+    rows = jnp.array([1, 1, 0, 5, 3, 3])
+    out = np.asarray(jax.jit(reorder_prefix)(cache, rows, used))
+    n, untouched = min(used, 21), -(-used // REORDER_BLOCK) * REORDER_BLOCK
+    np.testing.assert_array_equal(out[:, :, :n], np.asarray(cache)[np.asarray(rows)][:, :, :n])
+    np.testing.assert_array_equal(out[:, :, untouched:], np.asarray(cache)[:, :, untouched:])
+
+
+def test_beam_search_with_prefix_reorder_equals_whole_state_gather(case, monkeypatch):
+    cfg, params, _ = case
+    batch = random_batch(cfg, seed=5, batch=4, src_len=7, tgt_len=2)
+    model = build_model(cfg)
+
+    def search():
+        enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
+        return beam_search(model, params, enc, beam=3, max_len=20, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
+                           pad_id=cfg.pad_id, alpha=0.6)
+
+    own = search()
+    monkeypatch.delattr(TransformerSeq2Seq, "reorder_decode_state")
+    generic = search()
+    np.testing.assert_array_equal(own.tokens, generic.tokens)
+    np.testing.assert_array_equal(own.lengths, generic.lengths)
+    np.testing.assert_allclose(own.scores, generic.scores, rtol=1e-6)
+    assert int(own.lengths.max()) > 16  # the search reordered more than one block

@@ -1,9 +1,12 @@
 """Batched beam search as one jitted `lax.while_loop`, generic over model families.
 
 Works through the model contract only (`init_decode_state`, `decode_step`), so
-every family gets it. Each sentence keeps `beam` live hypotheses and `beam`
-finished ones; all arithmetic is per row, so a sentence's result does not depend
-on which other sentences share its batch.
+every family gets it; a model may also define `reorder_decode_state(state,
+parents [B, K])` to reorder its own state more cheaply than a gather of every
+leaf (the Transformer gathers only the KV-cache prefix written so far). Each
+sentence keeps `beam` live hypotheses and `beam` finished ones; all arithmetic
+is per row, so a sentence's result does not depend on which other sentences
+share its batch.
 
 Scores are log-probabilities divided by the GNMT length penalty
 `((5 + length) / 6) ** alpha`, `length` counting generated tokens including eos.
@@ -44,14 +47,13 @@ def repeat_beams(tree: Any, beam: int) -> Any:
 
 
 def _gather_beams(tree: Any, idx: jax.Array, batch: int, beam: int) -> Any:
-    """Select beams `idx` [B, K'] from a [B * beam, ...] pytree, giving [B * K', ...]."""
+    """Select beams `idx` [B, K'] from a [B * beam, ...] pytree, giving [B * K', ...].
 
-    def gather(x):
-        x = x.reshape((batch, beam) + x.shape[1:])
-        x = jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
-        return x.reshape((batch * idx.shape[1],) + x.shape[2:])  # not -1: state may have a 0-size axis
-
-    return jax.tree.map(gather, tree)
+    One take of whole rows on axis 0 (contiguous copies); `take_along_axis` on a
+    [B, beam, ...] view gathers element by element on CPU, 1.5x slower here.
+    """
+    flat = (jnp.arange(batch)[:, None] * beam + idx).reshape(-1)
+    return jax.tree.map(lambda x: jnp.take(x, flat, axis=0), tree)
 
 
 class _Carry(NamedTuple):
@@ -88,6 +90,7 @@ def beam_search(
     variables = {"params": params}
     enc_k = repeat_beams(enc, beam)
     state = model.apply(variables, enc_k, max_decode_len=max_len, method="init_decode_state")
+    own_reorder = hasattr(model, "reorder_decode_state")  # e.g. the Transformer's KV cache, cheaper than a gather
     limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
 
     tokens = jnp.zeros((batch, beam, max_len + 1), jnp.int32).at[:, :, 0].set(bos_id)
@@ -136,7 +139,9 @@ def beam_search(
         live_rank = jnp.where(is_eos, NEG_INF, top_logp)
         live_logp, pick = jax.lax.top_k(live_rank, beam)
         live_tokens = jnp.take_along_axis(new_tokens, pick[:, :, None], axis=1)
-        state = _gather_beams(state, jnp.take_along_axis(src_beam, pick, axis=1), batch, beam)
+        parents = jnp.take_along_axis(src_beam, pick, axis=1)
+        state = (model.apply(variables, state, parents, method="reorder_decode_state") if own_reorder
+                 else _gather_beams(state, parents, batch, beam))
 
         # Finished: candidates ending in eos among the top K (as fairseq does, which makes beam 1
         # exactly greedy), merged into the K best so far.
