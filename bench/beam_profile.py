@@ -1,5 +1,5 @@
 """Where one beam-search step's time goes, JAX vs torch_ref: the model's decode_step, its vocabulary projection,
-and the search arithmetic (log-softmax and top-k over beam x vocab).
+the search arithmetic (log-softmax and top-k over beam x vocab) and the reorder of the decoder state.
 
     python bench/beam_profile.py --workdir runs/quality/core0/bentrevett-transformer [--batch 64] [--beam 5]
 
@@ -7,8 +7,9 @@ bench/decode.py measures whole searches; this splits a step at batch x beam rows
 (decoder state advanced to `--position` first, so attention caches are part full)
 to show what bounds the JAX/torch ratio: when the step is dominated by the
 projection onto the target vocabulary, both frameworks run the same float32
-matmul and neither can be much faster than that matmul allows. Each timing is the
-best of `--reps`. This is a benchmark script, not a test.
+matmul and neither can be much faster than that matmul allows; when the state is
+large (a KV cache), reordering it each step costs memory traffic in both. Each
+timing is the best of `--reps`. This is a benchmark script, not a test.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,17 +29,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import best_seconds, jax_matmul_gflops, machine_line  # noqa: E402
 
-from s2s_jax.decoding.beam import repeat_beams  # noqa: E402
+from s2s_jax.decoding.beam import gather_beams, repeat_beams  # noqa: E402
 from s2s_jax.models import build_model  # noqa: E402
 from s2s_jax.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
+from torch_ref.decoding import gather_beams as torch_gather_beams  # noqa: E402
 from torch_ref.decoding import top_k as torch_top_k  # noqa: E402
 from torch_ref.decoding import tree_map  # noqa: E402
 
 
 def best_ms(fn: Callable[[], object], reps: int) -> float:
     return 1000 * best_seconds(fn, reps)
+
+
+def chained_reorder(model, variables: dict, state: Any, parents: jax.Array) -> Callable[[], object]:
+    """One beam-search state reorder as the search loop runs it: the model's own `reorder_decode_state` if it
+    has one, else the generic gather; the state is donated and the calls chained, so an in-place update
+    is timed as in place (a copy of `state` is used, which stays valid)."""
+    if hasattr(model, "reorder_decode_state"):
+        fn = lambda s, p: model.apply(variables, s, p, method="reorder_decode_state")  # noqa: E731
+    else:
+        fn = lambda s, p: gather_beams(s, p, *parents.shape)  # noqa: E731
+    reorder = jax.jit(fn, donate_argnums=0)
+    holder = {"state": jax.tree.map(jnp.copy, state)}
+
+    def run() -> None:
+        holder["state"] = jax.block_until_ready(reorder(holder["state"], parents))
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                      key=lambda x: x.shape[0])
     hidden = jnp.ones((rows, out_kernel.shape[0]), jnp.float32)
     project = jax.jit(lambda h: h @ out_kernel)
+    parents = np.random.default_rng(1).integers(0, args.beam, (args.batch, args.beam))
     jax_ms = {
         "decode_step (whole model)": best_ms(lambda: jax.block_until_ready(step(enc, token, state)), args.reps),
         "  of which vocab projection": best_ms(lambda: project(hidden).block_until_ready(), args.reps),
         "log-softmax + top-k": best_ms(lambda: jax.block_until_ready(search(logits)), args.reps),
+        "state reorder (in place)": best_ms(chained_reorder(model, variables, state, jnp.asarray(parents)), args.reps),
     }
 
     # torch_ref: the same
@@ -96,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             "  of which vocab projection": best_ms(lambda: thidden @ tkernel, args.reps),
             "log-softmax + top-k": best_ms(lambda: torch_top_k(torch.log_softmax(tlogits, -1).reshape(args.batch, -1),
                                                                2 * args.beam), args.reps),
+            "state reorder (in place)": best_ms(lambda: torch_gather_beams(tstate, torch.as_tensor(parents), args.batch,
+                                                                           args.beam), args.reps),
         }
     peak = jax_matmul_gflops()
     proj_gflop = 2 * rows * out_kernel.shape[0] * cfg.tgt_vocab_size / 1e9
@@ -107,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for name in jax_ms:
         print(f"| {name} | {jax_ms[name]:.2f} | {torch_ms[name]:.2f} | {torch_ms[name] / jax_ms[name]:.2f}x |")
-    total_j = jax_ms["decode_step (whole model)"] + jax_ms["log-softmax + top-k"]
-    total_t = torch_ms["decode_step (whole model)"] + torch_ms["log-softmax + top-k"]
-    print(f"| step + search | {total_j:.2f} | {total_t:.2f} | {total_t / total_j:.2f}x |")
+    whole = ("decode_step (whole model)", "log-softmax + top-k", "state reorder (in place)")
+    total_j, total_t = sum(jax_ms[k] for k in whole), sum(torch_ms[k] for k in whole)
+    print(f"| step + search + reorder | {total_j:.2f} | {total_t:.2f} | {total_t / total_j:.2f}x |")
     print(f"\nvocab projection: {proj_gflop:.2f} GFLOP per step; at the measured float32 matmul peak "
           f"({peak:.0f} GFLOP/s) it alone needs {1000 * proj_gflop / peak:.2f} ms")
     return 0

@@ -94,7 +94,7 @@ def length_penalty(length: torch.Tensor, alpha: float) -> torch.Tensor:
     return ((5.0 + length.float()) / 6.0) ** alpha
 
 
-def _gather_beams(tree: Any, idx: torch.Tensor, batch: int, beam: int) -> Any:
+def gather_beams(tree: Any, idx: torch.Tensor, batch: int, beam: int) -> Any:
     """Select beams `idx` [B, K'] from a [B * beam, ...] nest, giving [B * K', ...]."""
 
     def gather(x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +144,7 @@ def beam_search(model: torch.nn.Module, src: torch.Tensor, src_lengths: torch.Te
 
         live_logp, pick = top_k(torch.where(is_eos, NEG_INF, top_logp), beam)
         live_tokens = torch.gather(new_tokens, 1, pick[:, :, None].expand(-1, -1, max_len + 1))
-        state = _gather_beams(state, torch.gather(src_beam, 1, pick), batch, beam)
+        state = gather_beams(state, torch.gather(src_beam, 1, pick), batch, beam)
 
         in_top = (torch.arange(2 * beam) < beam)[None, :]
         finish = is_eos & in_top & alive[:, None]

@@ -46,7 +46,7 @@ def repeat_beams(tree: Any, beam: int) -> Any:
     return jax.tree.map(lambda x: jnp.repeat(x, beam, axis=0), tree)
 
 
-def _gather_beams(tree: Any, idx: jax.Array, batch: int, beam: int) -> Any:
+def gather_beams(tree: Any, idx: jax.Array, batch: int, beam: int) -> Any:
     """Select beams `idx` [B, K'] from a [B * beam, ...] pytree, giving [B * K', ...].
 
     One take of whole rows on axis 0 (contiguous copies); `take_along_axis` on a
@@ -141,7 +141,7 @@ def beam_search(
         live_tokens = jnp.take_along_axis(new_tokens, pick[:, :, None], axis=1)
         parents = jnp.take_along_axis(src_beam, pick, axis=1)
         state = (model.apply(variables, state, parents, method="reorder_decode_state") if own_reorder
-                 else _gather_beams(state, parents, batch, beam))
+                 else gather_beams(state, parents, batch, beam))
 
         # Finished: candidates ending in eos among the top K (as fairseq does, which makes beam 1
         # exactly greedy), merged into the K best so far.
