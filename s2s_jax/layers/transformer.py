@@ -39,7 +39,11 @@ def layer_norm() -> nn.LayerNorm:
 
 
 def write_cache(cache: jax.Array, new: jax.Array, pos: jax.Array) -> jax.Array:
-    """cache [B, h, M, d] with new [B, h, 1, d] written at each row's position pos [B] (no-op past M)."""
+    """cache [B, h, M, d] with new [B, h, 1, d] written at each row's position pos [B] (no-op past M).
+
+    A scatter writes only the new entries; a masked select over the cache would
+    read and rewrite all of it at every decoding step.
+    """
     rows = jnp.arange(cache.shape[0])
     return cache.at[rows, :, pos].set(new[:, :, 0], mode="drop")
 
