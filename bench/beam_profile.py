@@ -44,22 +44,24 @@ def best_ms(fn: Callable[[], object], reps: int) -> float:
 
 
 def chained(fn: Callable[[Any], Any], state: Any) -> Callable[[], object]:
-    """Time `fn` (state -> state, jitted with the state donated) as a decoding loop runs it: calls chained on
-    a copy of `state`, so in-place updates are timed as in place, not as copies of the whole state."""
+    """Time `fn` (state -> (outputs, state), jitted with the state donated) as a decoding loop runs it: calls
+    chained on a copy of `state`, so in-place updates are timed as in place, not as copies of the whole state.
+    The outputs are waited for too, so nothing the loop needs (the logits) is dropped as dead code."""
     holder = {"state": jax.tree.map(jnp.copy, state)}
 
     def run() -> None:
-        holder["state"] = jax.block_until_ready(fn(holder["state"]))
+        holder["state"] = jax.block_until_ready(fn(holder["state"]))[1]
 
     return run
 
 
 def reorder_fn(model, variables: dict, parents: jax.Array) -> Callable[[Any], Any]:
-    """The search loop's state reorder: the model's own `reorder_decode_state` if it has one, else the gather."""
+    """The search loop's state reorder (no outputs besides the state): the model's own `reorder_decode_state`
+    if it has one, else the gather."""
     if hasattr(model, "reorder_decode_state"):
-        fn = lambda s: model.apply(variables, s, parents, method="reorder_decode_state")  # noqa: E731
+        fn = lambda s: ((), model.apply(variables, s, parents, method="reorder_decode_state"))  # noqa: E731
     else:
-        fn = lambda s: gather_beams(s, parents, *parents.shape)  # noqa: E731
+        fn = lambda s: ((), gather_beams(s, parents, *parents.shape))  # noqa: E731
     return jax.jit(fn, donate_argnums=0)
 
 
@@ -95,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     hidden = jnp.ones((rows, out_kernel.shape[0]), jnp.float32)
     project = jax.jit(lambda h: h @ out_kernel)
     parents = np.random.default_rng(1).integers(0, args.beam, (args.batch, args.beam))
-    step_in_place = jax.jit(lambda s: model.apply(variables, enc, token, s, method="decode_step")[1],
-                            donate_argnums=0)
+    step_in_place = jax.jit(lambda s: model.apply(variables, enc, token, s, method="decode_step"), donate_argnums=0)
     jax_ms = {  # the step's timed calls advance a copy of the state: pos 15 -> 15 + reps + 1, still inside the cache
         "decode_step (whole model)": best_ms(chained(step_in_place, state), args.reps),
         "  of which vocab projection": best_ms(lambda: project(hidden).block_until_ready(), args.reps),
