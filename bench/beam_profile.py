@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import best_seconds, jax_matmul_gflops, machine_line  # noqa: E402
 
-from s2s_jax.decoding.beam import gather_beams, repeat_beams  # noqa: E402
+from s2s_jax.decoding.beam import parent_rows, reorder_state, repeat_beams  # noqa: E402
 from s2s_jax.models import build_model  # noqa: E402
 from s2s_jax.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
@@ -53,16 +53,6 @@ def chained(fn: Callable[[Any], Any], state: Any) -> Callable[[], object]:
         holder["state"] = jax.block_until_ready(fn(holder["state"]))[1]
 
     return run
-
-
-def reorder_fn(model, variables: dict, parents: jax.Array) -> Callable[[Any], Any]:
-    """The search loop's state reorder (no outputs besides the state): the model's own `reorder_decode_state`
-    if it has one, else the gather."""
-    if hasattr(model, "reorder_decode_state"):
-        fn = lambda s: ((), model.apply(variables, s, parents, method="reorder_decode_state"))  # noqa: E731
-    else:
-        fn = lambda s: ((), gather_beams(s, parents, *parents.shape))  # noqa: E731
-    return jax.jit(fn, donate_argnums=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     hidden = jnp.ones((rows, out_kernel.shape[0]), jnp.float32)
     project = jax.jit(lambda h: h @ out_kernel)
     parents = np.random.default_rng(1).integers(0, args.beam, (args.batch, args.beam))
+    rows_of_parents = parent_rows(jnp.asarray(parents), args.beam)
+    reorder = jax.jit(lambda s: ((), reorder_state(model, variables, s, rows_of_parents)), donate_argnums=0)
     step_in_place = jax.jit(lambda s: model.apply(variables, enc, token, s, method="decode_step"), donate_argnums=0)
     jax_ms = {  # the step's timed calls advance a copy of the state: pos 15 -> 15 + reps + 1, still inside the cache
         "decode_step (whole model)": best_ms(chained(step_in_place, state), args.reps),
         "  of which vocab projection": best_ms(lambda: project(hidden).block_until_ready(), args.reps),
         "log-softmax + top-k": best_ms(lambda: jax.block_until_ready(search(logits)), args.reps),
-        "state reorder": best_ms(chained(reorder_fn(model, variables, jnp.asarray(parents)), state), args.reps),
+        "state reorder": best_ms(chained(reorder, state), args.reps),
     }
 
     # torch_ref: the same

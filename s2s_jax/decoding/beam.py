@@ -2,8 +2,8 @@
 
 Works through the model contract only (`init_decode_state`, `decode_step`), so
 every family gets it; a model may also define `reorder_decode_state(state,
-parents [B, K])` to reorder its own state more cheaply than a gather of every
-leaf (the Transformer gathers only the KV-cache prefix written so far). Each
+rows [B * K])` to reorder its own state more cheaply than a gather of every
+leaf (see `reorder_state`). Each
 sentence keeps `beam` live hypotheses and `beam` finished ones; all arithmetic
 is per row, so a sentence's result does not depend on which other sentences
 share its batch.
@@ -46,14 +46,18 @@ def repeat_beams(tree: Any, beam: int) -> Any:
     return jax.tree.map(lambda x: jnp.repeat(x, beam, axis=0), tree)
 
 
-def gather_beams(tree: Any, idx: jax.Array, batch: int, beam: int) -> Any:
-    """Select beams `idx` [B, K'] from a [B * beam, ...] pytree, giving [B * K', ...].
+def parent_rows(parents: jax.Array, beam: int) -> jax.Array:
+    """Beams `parents` [B, K'] within each sentence -> their rows [B * K'] in a [B * beam, ...] state."""
+    return (jnp.arange(parents.shape[0])[:, None] * beam + parents).reshape(-1)
 
-    One take of whole rows on axis 0: each selected row is one contiguous copy, and
-    no reshape is needed (state arrays may have a 0-size axis).
-    """
-    flat = (jnp.arange(batch)[:, None] * beam + idx).reshape(-1)
-    return jax.tree.map(lambda x: jnp.take(x, flat, axis=0), tree)
+
+def reorder_state(model: nn.Module, variables: Any, state: Any, rows: jax.Array) -> Any:
+    """The decode state with row i taken from row rows[i]: the model's own `reorder_decode_state(state, rows)`
+    if it has one (the Transformer gathers only the KV-cache prefix written so far), else one take of whole
+    rows on axis 0 of every leaf (contiguous copies, no reshape: state arrays may have a 0-size axis)."""
+    if hasattr(model, "reorder_decode_state"):
+        return model.apply(variables, state, rows, method="reorder_decode_state")
+    return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), state)
 
 
 class _Carry(NamedTuple):
@@ -90,7 +94,6 @@ def beam_search(
     variables = {"params": params}
     enc_k = repeat_beams(enc, beam)
     state = model.apply(variables, enc_k, max_decode_len=max_len, method="init_decode_state")
-    own_reorder = hasattr(model, "reorder_decode_state")  # e.g. the Transformer's KV cache, cheaper than a gather
     limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
 
     tokens = jnp.zeros((batch, beam, max_len + 1), jnp.int32).at[:, :, 0].set(bos_id)
@@ -139,9 +142,7 @@ def beam_search(
         live_rank = jnp.where(is_eos, NEG_INF, top_logp)
         live_logp, pick = jax.lax.top_k(live_rank, beam)
         live_tokens = jnp.take_along_axis(new_tokens, pick[:, :, None], axis=1)
-        parents = jnp.take_along_axis(src_beam, pick, axis=1)
-        state = (model.apply(variables, state, parents, method="reorder_decode_state") if own_reorder
-                 else gather_beams(state, parents, batch, beam))
+        state = reorder_state(model, variables, state, parent_rows(jnp.take_along_axis(src_beam, pick, axis=1), beam))
 
         # Finished: candidates ending in eos among the top K (as fairseq does, which makes beam 1
         # exactly greedy), merged into the K best so far.

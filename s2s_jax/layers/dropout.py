@@ -24,6 +24,8 @@ collection is "dropout".
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,9 +36,7 @@ _M1, _M2 = 0x7FEB352D, 0x846CA68B  # lowbias32's multipliers
 
 def hash_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 bits of `shape` from `key`: lowbias32(i * a + b) over the flat index i, (a, b) drawn from key."""
-    size = 1
-    for d in shape:
-        size *= d
+    size = math.prod(shape)
     if size >= 2**32:
         raise ValueError(f"dropout mask of {size} elements is larger than the 2^32 a uint32 counter can index")
     a, b = jax.random.bits(key, (2,), jnp.uint32)

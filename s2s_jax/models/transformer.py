@@ -209,19 +209,17 @@ class TransformerSeq2Seq(nn.Module):
         empty = tuple(jnp.zeros(shape, enc.cross_k[0].dtype) for _ in range(c.n_layers))
         return DecodeState(keys=empty, values=empty, pos=jnp.zeros((batch,), jnp.int32))
 
-    def reorder_decode_state(self, state: DecodeState, parents: jax.Array) -> DecodeState:
-        """Beam search's reorder: row j of sentence b continues hypothesis parents[b, j] ([B, beam]).
+    def reorder_decode_state(self, state: DecodeState, rows: jax.Array) -> DecodeState:
+        """Beam search's reorder: row i continues the hypothesis in row rows[i] ([B]).
 
         Only the cache prefix written so far is gathered (`reorder_prefix`): positions past
         every row's pos are never attended before being written, and gathering whole
         caches (layers x 2 x rows x M x hid_dim floats a step) was 40% of a batch-64
         beam search on the Multi30k model.
         """
-        batch, beam = parents.shape
-        flat = (jnp.arange(batch)[:, None] * beam + parents).reshape(-1)
         used = jnp.max(state.pos)
-        return DecodeState(keys=tuple(reorder_prefix(k, flat, used) for k in state.keys),
-                           values=tuple(reorder_prefix(v, flat, used) for v in state.values), pos=state.pos[flat])
+        return DecodeState(keys=tuple(reorder_prefix(k, rows, used) for k in state.keys),
+                           values=tuple(reorder_prefix(v, rows, used) for v in state.values), pos=state.pos[rows])
 
     def decode_step(self, enc: EncoderOutput, token: jax.Array, state: DecodeState, *, train: bool = False,
                     return_attention: bool = False):
