@@ -3,10 +3,9 @@
 Works through the model contract only (`init_decode_state`, `decode_step`), so
 every family gets it; a model may also define `reorder_decode_state(state,
 rows [B * K])` to reorder its own state more cheaply than a gather of every
-leaf (see `reorder_state`). Each
-sentence keeps `beam` live hypotheses and `beam` finished ones; all arithmetic
-is per row, so a sentence's result does not depend on which other sentences
-share its batch.
+leaf (see `reorder_state`). Each sentence keeps `beam` live hypotheses and
+`beam` finished ones; all arithmetic is per row, so a sentence's result does
+not depend on which other sentences share its batch.
 
 Scores are log-probabilities divided by the GNMT length penalty
 `((5 + length) / 6) ** alpha`, `length` counting generated tokens including eos.
