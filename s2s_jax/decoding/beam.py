@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.decoding.topk import top_k
 from s2s_jax.models import check_decode_len
 
 NEG_INF = -1.0e9
@@ -130,7 +131,7 @@ def beam_search(
         cand = (c.live_logp[:, :, None] + logp).reshape(batch, beam * vocab)
 
         # 2K candidates always hold K that do not end in eos.
-        top_logp, top_idx = jax.lax.top_k(cand, 2 * beam)
+        top_logp, top_idx = top_k(cand, 2 * beam)
         src_beam, tok = top_idx // vocab, top_idx % vocab
         new_tokens = jnp.take_along_axis(c.live_tokens, src_beam[:, :, None], axis=1)
         new_tokens = new_tokens.at[:, :, c.step + 1].set(tok)

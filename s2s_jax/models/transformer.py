@@ -54,7 +54,7 @@ class DecodeState:
     pos: jax.Array
 
 
-REORDER_BLOCK = 16
+REORDER_BLOCK = 8
 
 
 def reorder_prefix(cache: jax.Array, rows: jax.Array, used: jax.Array) -> jax.Array:

@@ -1,0 +1,54 @@
+"""The chunked top-k of beam search gives exactly `jax.lax.top_k`'s values and indices, ties included."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s2s_jax.decoding.topk import DEFAULT_CHUNK, chunk_size, top_k
+
+_top_k = jax.jit(top_k, static_argnums=1)
+_reference = jax.jit(jax.lax.top_k, static_argnums=1)
+
+
+def _check(x: np.ndarray, k: int) -> None:
+    values, idx = _top_k(jnp.asarray(x), k)
+    ref_values, ref_idx = _reference(jnp.asarray(x), k)
+    np.testing.assert_array_equal(np.asarray(values), np.asarray(ref_values))
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx))
+
+
+def test_chunk_size_prefers_a_divisor():
+    assert chunk_size(5 * 5921) == 191  # 29605 = 5 * 31 * 191
+    assert 29605 % chunk_size(29605) == 0
+    assert chunk_size(4099) == DEFAULT_CHUNK  # prime: no divisor in range, a ragged tail
+
+
+@pytest.mark.parametrize("n", [4099, 5 * 1152, 700])
+def test_random_rows_match_lax_top_k(n):
+    x = np.random.default_rng(n).standard_normal((3, n)).astype(np.float32)
+    _check(x, 10)
+
+
+def test_ties_go_to_the_lower_index_as_in_lax():
+    # Few distinct values: every chunk has ties for its maximum, and the k-th place is tied too.
+    x = np.random.default_rng(1).integers(0, 4, (4, 4099)).astype(np.float32)
+    _check(x, 10)
+    _check(np.zeros((2, 4099), np.float32), 10)
+
+
+def test_masked_rows_and_infinities():
+    # Beam search's last step: everything but one token per beam masked to one huge negative value.
+    x = np.full((2, 5 * 1152), -1.0e9, np.float32)
+    x[:, ::1152] = np.random.default_rng(2).standard_normal((2, 5))
+    x[1, 3000:] = -np.inf
+    x[1, 4000] = np.inf
+    _check(x, 10)
+
+
+def test_best_values_in_the_ragged_tail():
+    x = np.random.default_rng(3).standard_normal((2, 4099)).astype(np.float32)
+    x[:, -3:] = 100.0
+    _check(x, 10)
