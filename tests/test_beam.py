@@ -11,7 +11,7 @@ import pytest
 
 from s2s_jax import build_model, presets
 from s2s_jax.checks import init_params, random_batch
-from s2s_jax.decoding.beam import beam_search, length_penalty, repeat_beams
+from s2s_jax.decoding.beam import beam_search, length_penalty, repeat_beams, stage_batches
 from s2s_jax.decoding.greedy import greedy_decode
 
 MAX_LEN = 14
@@ -118,6 +118,31 @@ def test_sentence_result_does_not_depend_on_batch(setup):
     part = beam(params, sub["src"], sub["src_lengths"], beam=3)
     np.testing.assert_array_equal(np.asarray(part.tokens), np.asarray(full.tokens)[order])
     np.testing.assert_allclose(np.asarray(part.scores), np.asarray(full.scores)[order], rtol=1e-6)
+
+
+def test_stage_batches_halve_down_to_shrink_rows():
+    assert stage_batches(64, 8) == [64, 32, 16, 8]
+    assert stage_batches(50, 8) == [50, 25, 13]
+    assert stage_batches(7, 8) == [7]
+    assert stage_batches(64, 0) == [64]
+    assert stage_batches(3, 1) == [3, 2, 1]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_dropping_finished_sentences_changes_nothing(setup, alpha):
+    """Batch 8 searched in stages of 8, 4, 2 and 1 sentences gives what the whole batch to the end gives."""
+    cfg, model, params, batch, _ = setup
+    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
+    limit = jnp.asarray(batch["src_lengths"]) + 3
+
+    def search(shrink_rows):
+        return beam_search(model, params, enc, beam=3, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
+                           pad_id=cfg.pad_id, alpha=alpha, row_max_len=limit, shrink_rows=shrink_rows)
+
+    whole, staged = search(0), search(1)
+    assert len(set(np.asarray(whole.lengths).max(axis=1).tolist())) > 2  # sentences finish at different steps
+    for a, b in zip(whole, staged, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_row_max_len_forces_eos(setup):

@@ -113,8 +113,8 @@ def test_train_mode_applies_dropout(case):
 
 @pytest.mark.parametrize("used", [0, 5, 16, 17, 20, 21, 30])
 def test_reorder_prefix_gathers_written_positions_only(used):
-    """Positions < used come from the parent rows; blocks past them are not touched (21 positions = one block
-    of 16 and a last one clamped inside the cache, whose overlap must not be gathered twice)."""
+    """Positions < used come from the parent rows; blocks past them are not touched (21 positions = two blocks
+    of 8 and a last one clamped inside the cache, whose overlap must not be gathered twice)."""
     cache = jnp.asarray(np.random.default_rng(used).normal(size=(6, 2, 21, 3)), jnp.float32)
     rows = jnp.array([1, 1, 0, 5, 3, 3])
     out = np.asarray(jax.jit(reorder_prefix)(cache, rows, used))
@@ -128,15 +128,17 @@ def test_beam_search_with_prefix_reorder_equals_whole_state_gather(case, monkeyp
     batch = random_batch(cfg, seed=5, batch=4, src_len=7, tgt_len=2)
     model = build_model(cfg)
 
-    def search():
+    def search(shrink_rows=0):
         enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
         return beam_search(model, params, enc, beam=3, max_len=20, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                           pad_id=cfg.pad_id, alpha=0.6)
+                           pad_id=cfg.pad_id, alpha=0.6, shrink_rows=shrink_rows)
 
     own = search()
+    shrunk = search(shrink_rows=1)  # batch 4 -> 2 -> 1: caches and encoder keys compacted twice
     monkeypatch.delattr(TransformerSeq2Seq, "reorder_decode_state")
     generic = search()
-    np.testing.assert_array_equal(own.tokens, generic.tokens)
-    np.testing.assert_array_equal(own.lengths, generic.lengths)
-    np.testing.assert_allclose(own.scores, generic.scores, rtol=1e-6)
-    assert int(own.lengths.max()) > 16  # the search reordered more than one block
+    for other in (shrunk, generic):
+        np.testing.assert_array_equal(own.tokens, other.tokens)
+        np.testing.assert_array_equal(own.lengths, other.lengths)
+        np.testing.assert_allclose(own.scores, other.scores, rtol=1e-6)
+    assert int(own.lengths.max()) > 2 * REORDER_BLOCK  # the search reordered more than one block

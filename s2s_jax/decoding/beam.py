@@ -62,12 +62,33 @@ def reorder_state(model: nn.Module, variables: Any, state: Any, rows: jax.Array)
 
 class _Carry(NamedTuple):
     step: jax.Array
+    limit: jax.Array  # [B] per-row bound on generated tokens
+    enc: Any  # encoder output, batch B * K
     live_tokens: jax.Array  # [B, K, L + 1], position 0 is bos
     live_logp: jax.Array  # [B, K]
     state: Any  # decode state, batch B * K
     done_tokens: jax.Array  # [B, K, L + 1]
     done_scores: jax.Array  # [B, K]
     done_lengths: jax.Array  # [B, K]
+
+
+def stage_batches(batch: int, shrink_rows: int) -> list[int]:
+    """The batch of each stage of the search: `batch`, then halved (rounded up) while that stays >= shrink_rows."""
+    sizes = [batch]
+    while shrink_rows and (sizes[-1] + 1) // 2 >= shrink_rows and sizes[-1] > 1:
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def _compact(c: _Carry, keep: jax.Array, beam: int) -> _Carry:
+    """The carry with only sentences `keep` [B'] (their rows, in that order); the state and encoder output by
+    whole beam rows, as every decode state and encoder output is batch-first."""
+    rows = (keep[:, None] * beam + jnp.arange(beam)).reshape(-1)
+    by_sentence = jax.tree.map(lambda x: jnp.take(x, keep, axis=0), (c.limit, c.live_tokens, c.live_logp,
+                                                                       c.done_tokens, c.done_scores, c.done_lengths))
+    limit, live_tokens, live_logp, done_tokens, done_scores, done_lengths = by_sentence
+    enc, state = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), (c.enc, c.state))
+    return _Carry(c.step, limit, enc, live_tokens, live_logp, state, done_tokens, done_scores, done_lengths)
 
 
 def beam_search(
@@ -82,12 +103,18 @@ def beam_search(
     pad_id: int = 0,
     alpha: float = 0.0,
     row_max_len: jax.Array | None = None,
+    shrink_rows: int = 8,
 ) -> BeamResult:
     """Beam search from encoder output `enc` (batch B). Call inside `jax.jit`.
 
     max_len: static bound on generated tokens (the output shape).
     row_max_len: optional [B] per-sentence bound (e.g. a * src_len + b), <= max_len;
         eos is forced at that position so no hypothesis runs past it.
+    shrink_rows: the search drops finished sentences from its batch, as fairseq does:
+        once no more than half of the rows can still improve, those rows move to a
+        loop over half the batch (then a quarter, ...), down to `shrink_rows`
+        sentences; 0 keeps the whole batch to the end. Each stage is one more
+        compiled loop; results are identical, since a finished row never changes.
     """
     check_decode_len(model.cfg, max_len)
     batch = jax.tree.leaves(enc)[0].shape[0]
@@ -101,6 +128,8 @@ def beam_search(
     live_logp = jnp.tile(jnp.array([0.0] + [NEG_INF] * (beam - 1)), (batch, 1))
     carry = _Carry(
         step=jnp.array(0, jnp.int32),
+        limit=limit.astype(jnp.int32),
+        enc=enc_k,
         live_tokens=tokens,
         live_logp=live_logp,
         state=state,
@@ -110,25 +139,23 @@ def beam_search(
     )
 
     def can_improve(c: _Carry) -> jax.Array:
-        # The best any live hypothesis can reach: its log-prob (which only falls) at the most
-        # favourable length penalty; alpha >= 0 makes the longest allowed length the best.
-        best_len = jnp.where(alpha >= 0, limit, c.step + 1).astype(jnp.float32)
+        """[B]: rows whose best live hypothesis can still beat their worst finished one. Its log-prob only
+        falls, so the bound is at the most favourable length penalty (alpha >= 0: the longest allowed)."""
+        best_len = jnp.where(alpha >= 0, c.limit, c.step + 1).astype(jnp.float32)
         best_live = c.live_logp[:, 0] / length_penalty(best_len, alpha)
         worst_done = c.done_scores[:, -1]
-        return jnp.any((best_live > worst_done) & (c.step < limit))
-
-    def cond(c: _Carry) -> jax.Array:
-        return (c.step < max_len) & can_improve(c)
+        return (best_live > worst_done) & (c.step < c.limit)
 
     def body(c: _Carry) -> _Carry:
+        rows = c.limit.shape[0]
         token = c.live_tokens[:, :, c.step].reshape(-1)
-        logits, state = model.apply(variables, enc_k, token, c.state, method="decode_step")
-        logp = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, beam, -1)
+        logits, state = model.apply(variables, c.enc, token, c.state, method="decode_step")
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(rows, beam, -1)
         vocab = logp.shape[-1]
         # On a row's last allowed step only eos may be chosen.
-        last = (c.step + 1 >= limit)[:, None, None]
+        last = (c.step + 1 >= c.limit)[:, None, None]
         logp = jnp.where(last & (jnp.arange(vocab) != eos_id), NEG_INF, logp)
-        cand = (c.live_logp[:, :, None] + logp).reshape(batch, beam * vocab)
+        cand = (c.live_logp[:, :, None] + logp).reshape(rows, beam * vocab)
 
         # 2K candidates always hold K that do not end in eos.
         top_logp, top_idx = top_k(cand, 2 * beam)
@@ -136,7 +163,7 @@ def beam_search(
         new_tokens = jnp.take_along_axis(c.live_tokens, src_beam[:, :, None], axis=1)
         new_tokens = new_tokens.at[:, :, c.step + 1].set(tok)
         is_eos = tok == eos_id
-        alive = c.step < limit  # rows past their limit take no new hypotheses
+        alive = c.step < c.limit  # rows past their limit take no new hypotheses
 
         # Live: the best K candidates that do not end in eos.
         live_rank = jnp.where(is_eos, NEG_INF, top_logp)
@@ -156,6 +183,8 @@ def beam_search(
         done_scores, keep = jax.lax.top_k(all_scores, beam)
         return _Carry(
             step=c.step + 1,
+            limit=c.limit,
+            enc=c.enc,
             live_tokens=live_tokens,
             live_logp=live_logp,
             state=state,
@@ -164,8 +193,28 @@ def beam_search(
             done_lengths=jnp.take_along_axis(all_lengths, keep, axis=1),
         )
 
-    c = jax.lax.while_loop(cond, body, carry)
-    tokens = c.done_tokens[:, :, 1:]
+    # A row that cannot improve never changes again (its candidates cannot outscore its worst finished
+    # hypothesis), so each stage ends once few enough rows are left to fit the next, smaller one.
+    sizes = stage_batches(batch, shrink_rows)
+    done = (carry.done_tokens, carry.done_scores, carry.done_lengths)
+    sentences = jnp.arange(batch)
+    for after in sizes[1:] + [0]:
+
+        def cond(c: _Carry, after: int = after) -> jax.Array:
+            active = can_improve(c)
+            return (c.step < max_len) & jnp.any(active) & (jnp.sum(active) > after)
+
+        carry = jax.lax.while_loop(cond, body, carry)
+        part = (carry.done_tokens, carry.done_scores, carry.done_lengths)
+        done = tuple(full.at[sentences].set(p) for full, p in zip(done, part, strict=True))
+        if after:
+            # The rows that can still improve first (stable, so in batch order), cut to the next size.
+            keep = jnp.argsort(~can_improve(carry), stable=True)[:after]
+            sentences = sentences[keep]
+            carry = _compact(carry, keep, beam)
+
+    done_tokens, done_scores, done_lengths = done
+    tokens = done_tokens[:, :, 1:]
     positions = jnp.arange(max_len)[None, None, :]
-    tokens = jnp.where(positions < c.done_lengths[:, :, None], tokens, pad_id)
-    return BeamResult(tokens=tokens, lengths=c.done_lengths, scores=c.done_scores)
+    tokens = jnp.where(positions < done_lengths[:, :, None], tokens, pad_id)
+    return BeamResult(tokens=tokens, lengths=done_lengths, scores=done_scores)
