@@ -1,11 +1,15 @@
-"""Batched beam search as one jitted `lax.while_loop`, generic over model families.
+"""Batched beam search as jitted `lax.while_loop`s, generic over model families.
 
 Works through the model contract only (`init_decode_state`, `decode_step`), so
 every family gets it; a model may also define `reorder_decode_state(state,
 rows [B * K])` to reorder its own state more cheaply than a gather of every
-leaf (see `reorder_state`). Each sentence keeps `beam` live hypotheses and
-`beam` finished ones; all arithmetic is per row, so a sentence's result does
-not depend on which other sentences share its batch.
+leaf (see `reorder_state`), and set `beam_shared_encoder = True` when its
+`decode_step` takes the encoder output of the B sentences with B * K rows of
+tokens and state (K consecutive rows a sentence), so it is not repeated K
+times. Each sentence keeps `beam` live hypotheses and `beam` finished ones;
+all arithmetic is per row, so a sentence's result does not depend on which
+other sentences share its batch, which is also what lets the search drop
+finished sentences as it goes (`shrink_rows`).
 
 Scores are log-probabilities divided by the GNMT length penalty
 `((5 + length) / 6) ** alpha`, `length` counting generated tokens including eos.
@@ -80,14 +84,15 @@ def stage_batches(batch: int, shrink_rows: int) -> list[int]:
     return sizes
 
 
-def _compact(c: _Carry, keep: jax.Array, beam: int) -> _Carry:
-    """The carry with only sentences `keep` [B'] (their rows, in that order); the state and encoder output by
-    whole beam rows, as every decode state and encoder output is batch-first."""
+def _compact(c: _Carry, keep: jax.Array, beam: int, shared_encoder: bool) -> _Carry:
+    """The carry with only sentences `keep` [B'] (their rows, in that order); the state (and the encoder output
+    unless it is shared by a sentence's beams) by whole beam rows, as every decode state is batch-first."""
     rows = (keep[:, None] * beam + jnp.arange(beam)).reshape(-1)
     by_sentence = jax.tree.map(lambda x: jnp.take(x, keep, axis=0), (c.limit, c.live_tokens, c.live_logp,
                                                                        c.done_tokens, c.done_scores, c.done_lengths))
     limit, live_tokens, live_logp, done_tokens, done_scores, done_lengths = by_sentence
-    enc, state = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), (c.enc, c.state))
+    enc = jax.tree.map(lambda x: jnp.take(x, keep if shared_encoder else rows, axis=0), c.enc)
+    state = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), c.state)
     return _Carry(c.step, limit, enc, live_tokens, live_logp, state, done_tokens, done_scores, done_lengths)
 
 
@@ -121,6 +126,7 @@ def beam_search(
     variables = {"params": params}
     enc_k = repeat_beams(enc, beam)
     state = model.apply(variables, enc_k, max_decode_len=max_len, method="init_decode_state")
+    shared = getattr(model, "beam_shared_encoder", False)  # decode_step takes B sentences' encoder output
     limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
 
     tokens = jnp.zeros((batch, beam, max_len + 1), jnp.int32).at[:, :, 0].set(bos_id)
@@ -129,7 +135,7 @@ def beam_search(
     carry = _Carry(
         step=jnp.array(0, jnp.int32),
         limit=limit.astype(jnp.int32),
-        enc=enc_k,
+        enc=enc if shared else enc_k,
         live_tokens=tokens,
         live_logp=live_logp,
         state=state,
@@ -211,7 +217,7 @@ def beam_search(
             # The rows that can still improve first (stable, so in batch order), cut to the next size.
             keep = jnp.argsort(~can_improve(carry), stable=True)[:after]
             sentences = sentences[keep]
-            carry = _compact(carry, keep, beam)
+            carry = _compact(carry, keep, beam, shared)
 
     done_tokens, done_scores, done_lengths = done
     tokens = done_tokens[:, :, 1:]

@@ -154,6 +154,7 @@ class DecoderLayer(_Layer):
 
         With `cache` (keys, values [B, h, M, d]) the new positions' keys/values are
         written at `pos` and attention runs over the whole cache (masked by self_mask).
+        `cross` and `src_mask` may hold fewer rows than x, B / K each used by K consecutive rows of x (beam search).
         """
 
         def self_attend(h):
@@ -164,7 +165,17 @@ class DecoderLayer(_Layer):
             return out, (k, v)
 
         def cross_attend(h):
-            return self.encoder_attention(h, cross[0], cross[1], src_mask, train=train)
+            sentences = cross[0].shape[0]
+            if sentences == h.shape[0]:
+                return self.encoder_attention(h, cross[0], cross[1], src_mask, train=train)
+            # Beam search's rows: K consecutive rows per sentence share its keys/values, so their queries are
+            # attended as K * T positions of that sentence (keys/values read once, not K times).
+            rows, t, width = h.shape
+            out, weights = self.encoder_attention(h.reshape(sentences, -1, width), cross[0], cross[1], src_mask,
+                                                  train=train)
+            heads, keys = weights.shape[1], weights.shape[-1]
+            weights = weights.reshape(sentences, heads, -1, t, keys).transpose(0, 2, 1, 3, 4)
+            return out.reshape(rows, t, width), weights.reshape(rows, heads, t, keys)
 
         x, kv = self._sublayer(x, self.self_attn_layer_norm, self_attend, train)
         x, weights = self._sublayer(x, self.enc_attn_layer_norm, cross_attend, train)

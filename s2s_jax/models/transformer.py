@@ -182,9 +182,15 @@ class TransformerDecoder(_Embed):
 
 
 class TransformerSeq2Seq(nn.Module):
-    """Transformer with the model contract (see `s2s_jax.models.rnn`)."""
+    """Transformer with the model contract (see `s2s_jax.models.rnn`).
+
+    `decode_step` also takes an encoder output of B sentences with tokens and state of B * K rows, K consecutive
+    rows per sentence (`beam_shared_encoder`): beam search then does not repeat the encoder keys/values K times,
+    and the K beams' queries attend over them as one [K, S] product per sentence and head.
+    """
 
     cfg: ModelConfig
+    beam_shared_encoder = True
 
     def setup(self) -> None:
         self.encoder = TransformerEncoder(self.cfg, self.cfg.src_vocab_size)
