@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)
-	$(PY) bench/train_throughput.py --preset bentrevett-gru --emb-dim 128 --hid-dim 256
+	$(PY) bench/train_throughput.py --presets bentrevett-gru --steps 5 --rounds 1 --no-compile
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -9,12 +9,13 @@ length, cut into `batch size` rows, each padded to the same bucket width, each
 row stopping at the same limit a * source length + b (eos forced there) as
 `s2s-jax translate` does. Same weights everywhere (Flax params; torch_ref via
 torch_ref.convert; ONNX graphs exported from torch_ref).
-- JAX: `s2s_jax.decoding.translate.Translator` (one `lax.while_loop` per chunk),
-  timed after a warm-up pass that compiles each chunk shape (reported apart);
+- JAX: `s2s_jax.decoding.translate.Translator.decode_chunk` (jitted loops per
+  chunk), timed after a warm-up pass that compiles each chunk shape (reported apart);
 - torch_ref: `torch_ref.decoding` greedy / beam loops, eager, inference mode;
 - ORT: the onnxruntime-only `export.runtime.Translator.search` (numpy greedy and
   beam search over the encoder and decoder-step sessions) with the per-row limits.
-The agreement columns count sentences with identical tokens. torch and ORT use
+The three take turns chunk by chunk, so drift in this shared machine's speed
+falls on all of them alike. The agreement columns count sentences with identical tokens. torch and ORT use
 `--torch-threads` / `--ort-threads` intra-op threads (default: one per core, as
 XLA uses), printed in the header. This is a benchmark script, not a test.
 """
@@ -40,59 +41,62 @@ from hardware import machine_line  # noqa: E402
 from export.onnx_export import export_workdir  # noqa: E402
 from export.runtime import Translator as OrtTranslator  # noqa: E402
 from s2s_jax.config import ModelConfig  # noqa: E402
-from s2s_jax.decoding.translate import DecodeOptions, Translator  # noqa: E402
+from s2s_jax.decoding.translate import Chunk, DecodeOptions, Translator  # noqa: E402
 from s2s_jax.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
 from torch_ref.decoding import beam_search, greedy_decode  # noqa: E402
 
 Outputs = list[np.ndarray]
+Decoder = Callable[[Chunk], tuple[np.ndarray, np.ndarray]]  # chunk -> (tokens [B, L], lengths [B])
 
 
-def collect(translator: Translator, src: np.ndarray, src_lengths: np.ndarray,
-            decode: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Outputs:
-    """Run `decode(src, lengths, max_len, limits) -> (tokens [B, L], lengths [B])` chunk by chunk, in input order."""
-    out: list[np.ndarray | None] = [None] * len(src)
-    for c in translator.chunks(src, src_lengths):
-        tokens, lengths = decode(c.src, c.src_lengths, c.max_len, c.limits)
-        for j in range(c.real):
-            out[c.rows[j]] = np.asarray(tokens[j, : lengths[j]])
-    return out  # type: ignore[return-value]
+def interleaved(translator: Translator, src: np.ndarray, src_lengths: np.ndarray,
+                decoders: dict[str, Decoder]) -> tuple[dict[str, float], dict[str, Outputs]]:
+    """Seconds and outputs (in input order) of every decoder over the same chunks, taking turns chunk by chunk
+    (who goes first rotates), so a slow minute on this shared machine falls on all of them alike."""
+    names = list(decoders)
+    times = dict.fromkeys(names, 0.0)
+    outs: dict[str, list] = {name: [None] * len(src) for name in names}
+    for i, c in enumerate(translator.chunks(src, src_lengths)):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.perf_counter()
+            tokens, lengths = decoders[name](c)
+            times[name] += time.perf_counter() - start
+            for j in range(c.real):
+                outs[name][c.rows[j]] = np.asarray(tokens[j, : lengths[j]])
+    return times, outs
 
 
-def jax_decode(translator: Translator, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions) -> Outputs:
-    return translator.decode_ids(src, src_lengths, opts)[0]
+def jax_decoder(translator: Translator, opts: DecodeOptions) -> Decoder:
+    return lambda c: translator.decode_chunk(c, opts)[:2]
 
 
-def torch_decoder(tmodel: torch.nn.Module, cfg: ModelConfig, opts: DecodeOptions) -> Callable:
+def torch_decoder(tmodel: torch.nn.Module, cfg: ModelConfig, opts: DecodeOptions) -> Decoder:
     ids = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
 
-    def decode(s, sl, max_len, limits):
-        s, sl = torch.from_numpy(s).long(), torch.from_numpy(sl).long()
-        lim = None if limits is None else torch.from_numpy(limits).long()
+    def decode(c: Chunk) -> tuple[np.ndarray, np.ndarray]:
+        s, sl = torch.from_numpy(c.src).long(), torch.from_numpy(c.src_lengths).long()
+        lim = None if c.limits is None else torch.from_numpy(c.limits).long()
         if opts.method == "beam":
-            r = beam_search(tmodel, s, sl, beam=opts.beam, max_len=max_len, alpha=opts.alpha, row_max_len=lim, **ids)
+            r = beam_search(tmodel, s, sl, beam=opts.beam, max_len=c.max_len, alpha=opts.alpha, row_max_len=lim,
+                            **ids)
             return r.tokens[:, 0].numpy(), r.lengths[:, 0].numpy()
-        tokens, lengths = greedy_decode(tmodel, s, sl, max_len=max_len, row_max_len=lim, **ids)
+        tokens, lengths = greedy_decode(tmodel, s, sl, max_len=c.max_len, row_max_len=lim, **ids)
         return tokens.numpy(), lengths.numpy()
 
     return decode
 
 
-def ort_decoder(runtime: OrtTranslator, opts: DecodeOptions) -> Callable:
+def ort_decoder(runtime: OrtTranslator, opts: DecodeOptions) -> Decoder:
     beam = opts.beam if opts.method == "beam" else 1
 
-    def decode(s, sl, max_len, limits):
-        r = runtime.search(s, sl, beam=beam, max_len=max_len, alpha=opts.alpha, row_max_len=limits)
+    def decode(c: Chunk) -> tuple[np.ndarray, np.ndarray]:
+        r = runtime.search(c.src, c.src_lengths, beam=beam, max_len=c.max_len, alpha=opts.alpha,
+                           row_max_len=c.limits)
         return r.tokens[:, 0], r.lengths[:, 0]
 
     return decode
-
-
-def seconds(fn: Callable[..., Outputs], *args) -> tuple[float, Outputs]:
-    start = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - start, out
 
 
 def same(a: Outputs, b: Outputs) -> np.ndarray:
@@ -145,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             src, src_lengths = run.task.encode_inputs(texts)
             translator = Translator(run.cfg, run.params, run.task, batch)
             for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=args.beam, alpha=args.alpha)):
-                warm_s, _ = seconds(jax_decode, translator, src, src_lengths, opts)  # compiles every chunk shape
-                jax_s, jax_out = seconds(jax_decode, translator, src, src_lengths, opts)
-                decoders = {"torch": torch_decoder(tmodel, run.cfg, opts), "ORT": ort_decoder(runtime, opts)}
-                times, outs = {"JAX": jax_s}, {"JAX": jax_out}
-                for name, decode in decoders.items():
-                    collect(translator, src[:batch], src_lengths[:batch], decode)  # warm-up: first calls
-                    times[name], outs[name] = seconds(collect, translator, src, src_lengths, decode)
+                decoders = {"JAX": jax_decoder(translator, opts), "torch": torch_decoder(tmodel, run.cfg, opts),
+                            "ORT": ort_decoder(runtime, opts)}
+                first = next(translator.chunks(src, src_lengths))
+                for name in ("torch", "ORT"):
+                    decoders[name](first)  # warm-up: first calls
+                warm = time.perf_counter()
+                interleaved(translator, src, src_lengths, {"JAX": decoders["JAX"]})  # compiles every chunk shape
+                warm_s = time.perf_counter() - warm
+                times, outs = interleaved(translator, src, src_lengths, decoders)
+                jax_s = times["JAX"]
                 rate = {k: len(texts) / v for k, v in times.items()}
                 jt, jo = same(outs["JAX"], outs["torch"]), same(outs["JAX"], outs["ORT"])
                 name = "greedy" if opts.method == "greedy" else f"beam {opts.beam}"

@@ -193,3 +193,31 @@ def test_torch_ref_decoding_gives_the_jax_tokens(setup):
         jax_out, _ = full.decode_ids(src[:, :width], lengths, opts)
         torch_out = [tokens[i, : lens[i]].numpy() for i in range(len(src))]
         assert all(np.array_equal(a, b) for a, b in zip(jax_out, torch_out, strict=True)), opts.method
+
+
+def test_decode_bench_gives_every_decoder_the_same_chunks(setup):
+    """bench/decode.py's turn-taking loop: JAX and torch_ref decoders fed the Translator's chunks put every
+    sentence back in input order, with the tokens `decode_ids` gives."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    import importlib.util
+    from pathlib import Path
+
+    from torch_ref import build_model as build_torch
+    from torch_ref.convert import flax_to_torch
+
+    spec = importlib.util.spec_from_file_location("bench_decode", Path(__file__).parent.parent / "bench" / "decode.py")
+    bench_decode = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_decode)
+
+    run, tr, _, src, lengths = setup
+    tmodel = build_torch(run.cfg)
+    tmodel.load_state_dict(flax_to_torch(run.cfg, run.params))
+    tmodel.eval()
+    opts = DecodeOptions("beam", beam=3)
+    decoders = {"JAX": bench_decode.jax_decoder(tr, opts), "torch": bench_decode.torch_decoder(tmodel, run.cfg, opts)}
+    times, outs = bench_decode.interleaved(tr, src, lengths, decoders)
+    expected, _ = tr.decode_ids(src, lengths, opts)
+    assert set(times) == {"JAX", "torch"} and all(t > 0 for t in times.values())
+    for name in decoders:
+        assert bench_decode.same(outs[name], expected).all(), name

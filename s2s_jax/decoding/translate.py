@@ -136,23 +136,27 @@ class Translator:
             max_len, limits = self._limits(width, sl)
             yield Chunk(start, rows, real, np.ascontiguousarray(src[rows, :width]), sl, max_len, limits)
 
+    def decode_chunk(self, c: Chunk, opts: DecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One chunk of `chunks`: (tokens [B, L], lengths [B] through eos, scores [B]) for all its rows."""
+        if opts.method == "beam":
+            out = self._beam(self.params, c.src, c.src_lengths, c.limits, max_len=c.max_len, beam=opts.beam,
+                             alpha=opts.alpha)
+        else:
+            temperature = 0.0 if opts.method == "greedy" else opts.temperature
+            key = jax.random.fold_in(jax.random.key(opts.seed), c.start)
+            out = self._sample(self.params, c.src, c.src_lengths, c.limits, key, max_len=c.max_len,
+                               temperature=temperature, top_k=opts.top_k)
+        tokens, lengths, scores = (np.asarray(x) for x in out)
+        return tokens, lengths, scores
+
     def decode_ids(
         self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = DecodeOptions()
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Per row: output ids through eos (a list of int arrays), and the search score (beam; 0 otherwise)."""
         outputs: list[np.ndarray | None] = [None] * len(src)
         scores = np.zeros(len(src), np.float32)
-        key = jax.random.key(opts.seed)
         for c in self.chunks(src, src_lengths):
-            if opts.method == "beam":
-                t, length, sc = self._beam(self.params, c.src, c.src_lengths, c.limits, max_len=c.max_len,
-                                           beam=opts.beam, alpha=opts.alpha)
-            else:
-                temperature = 0.0 if opts.method == "greedy" else opts.temperature
-                t, length, sc = self._sample(self.params, c.src, c.src_lengths, c.limits,
-                                             jax.random.fold_in(key, c.start), max_len=c.max_len,
-                                             temperature=temperature, top_k=opts.top_k)
-            t, length, sc = np.asarray(t), np.asarray(length), np.asarray(sc)
+            t, length, sc = self.decode_chunk(c, opts)
             for j in range(c.real):
                 outputs[c.rows[j]] = t[j, : length[j]]
                 scores[c.rows[j]] = sc[j]
