@@ -4,6 +4,7 @@ from s2s_jax.checks import (  # noqa: F401
     GRAD_RTOL,
     LOGIT_ATOL,
     check_padding_invariant,
+    check_shared_encoder_step,
     check_step_equals_full,
     init_params,
     logits_of,

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from s2s_jax import build_model, presets
-from s2s_jax.decoding.beam import beam_search, repeat_beams
+from s2s_jax.decoding.beam import beam_search
 from s2s_jax.models.transformer import REORDER_BLOCK, TransformerSeq2Seq, reorder_prefix
 from tests.helpers import (
     check_padding_invariant,
     check_parity,
+    check_shared_encoder_step,
     check_step_equals_full,
     check_torch_step_equals_full,
     init_params,
@@ -125,21 +126,8 @@ def test_reorder_prefix_gathers_written_positions_only(used):
 
 def test_step_with_one_encoder_row_per_sentence_equals_repeated_rows(case):
     """Beam search's shared encoder output: B sentences for B * K rows gives what K repeated copies give."""
-    cfg, params, _ = case
-    batch, beam = random_batch(cfg, seed=4, batch=3, src_len=7, tgt_len=2), 4
-    model, variables = build_model(cfg), {"params": params}
-    enc = model.apply(variables, batch["src"], batch["src_lengths"], method="encode")
-    enc_k = repeat_beams(enc, beam)
-    state = model.apply(variables, enc_k, max_decode_len=5, method="init_decode_state")
-    tokens = jnp.asarray(np.random.default_rng(0).integers(3, cfg.tgt_vocab_size, (2, 3 * beam)))
-    for token in tokens:  # two steps, so the self-attention cache holds two different positions
-        shared = model.apply(variables, enc, token, state, return_attention=True, method="decode_step")
-        repeated = model.apply(variables, enc_k, token, state, return_attention=True, method="decode_step")
-        np.testing.assert_allclose(shared[0], repeated[0], atol=1e-5)
-        np.testing.assert_allclose(shared[2], repeated[2], atol=1e-6)
-        for a, b in zip(jax.tree.leaves(shared[1]), jax.tree.leaves(repeated[1]), strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-5)
-        state = repeated[1]
+    cfg, params, batch = case
+    assert check_shared_encoder_step(cfg, params, batch) < 1e-5
 
 
 def test_beam_search_with_prefix_reorder_equals_whole_state_gather(case, monkeypatch):

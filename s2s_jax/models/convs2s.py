@@ -157,16 +157,23 @@ class ConvDecoder(nn.Module):
         return float(self.cfg.pad_id) if self.cfg.pad_fill == "pad_id" else 0.0
 
     def _attend(self, i: int, conved: jax.Array, embedded: jax.Array, enc: EncoderOutput):
-        """Multi-step attention of layer i: conved [B, T, H] (GLU output), embedded [B, T, E] -> (weights, conved)."""
+        """Multi-step attention of layer i: conved [B, T, H] (GLU output), embedded [B, T, E] -> (weights, conved).
+
+        `enc` may hold B / K sentences for the B rows, K consecutive rows each (beam search's shared encoder
+        output): their queries then attend as K * T positions of their sentence.
+        """
         fconv = self.cfg.conv_style == "fconv"
         hid2emb = self.attn_hid2emb[i] if fconv else self.attn_hid2emb
         emb2hid = self.attn_emb2hid[i] if fconv else self.attn_emb2hid
         query = (hid2emb(conved) + embedded) * SCALE
+        rows, t, _ = query.shape
+        query = query.reshape(enc.conved.shape[0], -1, query.shape[-1])
         energy = jnp.einsum("bte,bse->bts", query, enc.conved)
         weights = jax.nn.softmax(jnp.where(enc.src_mask[:, None, :], energy, NEG), axis=-1)
         attended = jnp.einsum("bts,bse->bte", weights, enc.combined)
         if fconv:  # the paper's m * sqrt(1/m) with m each row's true source length
             attended = attended * jnp.sqrt(jnp.sum(enc.src_mask, axis=1, dtype=attended.dtype))[:, None, None]
+        weights, attended = weights.reshape(rows, t, -1), attended.reshape(rows, t, -1)
         return weights, (conved + emb2hid(attended)) * SCALE
 
     def _residual(self, x: jax.Array, x_in: jax.Array, conved: jax.Array) -> jax.Array:
@@ -221,9 +228,14 @@ class ConvDecoder(nn.Module):
 
 
 class ConvS2S(nn.Module):
-    """ConvS2S with the model contract (see `s2s_jax.models.rnn`)."""
+    """ConvS2S with the model contract (see `s2s_jax.models.rnn`).
+
+    `decode_step` also takes an encoder output of B sentences with tokens and state of B * K rows, K consecutive
+    rows per sentence (`beam_shared_encoder`), so beam search does not repeat the encoder outputs per beam.
+    """
 
     cfg: ModelConfig
+    beam_shared_encoder = True
 
     def setup(self) -> None:
         self.encoder = ConvEncoder(self.cfg)
