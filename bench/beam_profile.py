@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import best_seconds, jax_matmul_gflops, machine_line  # noqa: E402
 
-from s2s_jax.decoding.beam import parent_rows, reorder_state, repeat_beams  # noqa: E402
+from s2s_jax.decoding.beam import log_softmax, parent_rows, reorder_state, repeat_beams  # noqa: E402
+from s2s_jax.decoding.topk import top_k  # noqa: E402
 from s2s_jax.models import build_model  # noqa: E402
 from s2s_jax.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
@@ -74,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     tokens = np.random.default_rng(0).integers(4, cfg.tgt_vocab_size, (args.position + 1, rows)).astype(np.int32)
 
     # JAX: state after `position` steps, then one step timed alone and the search arithmetic timed alone
-    enc = repeat_beams(model.apply(variables, src, lengths, method="encode"), args.beam)
+    sentences = model.apply(variables, src, lengths, method="encode")
+    state = model.apply(variables, repeat_beams(sentences, args.beam), max_decode_len=max_len,
+                        method="init_decode_state")
+    # What beam_search passes decode_step: one encoder row per sentence where the model shares it across beams.
+    enc = sentences if getattr(model, "beam_shared_encoder", False) else repeat_beams(sentences, args.beam)
     step = jax.jit(lambda e, t, s: model.apply(variables, e, t, s, method="decode_step"))
-    state = model.apply(variables, enc, max_decode_len=max_len, method="init_decode_state")
     for t in tokens[:-1]:
         _, state = step(enc, jnp.asarray(t), state)
     token = jnp.asarray(tokens[-1])
     logits, _ = step(enc, token, state)
-    search = jax.jit(lambda x: jax.lax.top_k(jax.nn.log_softmax(x).reshape(args.batch, -1), 2 * args.beam))
+    search = jax.jit(lambda x: top_k(log_softmax(x).reshape(args.batch, -1), 2 * args.beam))
     out_kernel = max((x for x in jax.tree.leaves(run.params) if x.ndim == 2 and x.shape[-1] == cfg.tgt_vocab_size),
                      key=lambda x: x.shape[0])
     hidden = jnp.ones((rows, out_kernel.shape[0]), jnp.float32)
