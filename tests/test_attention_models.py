@@ -13,6 +13,7 @@ from s2s_jax.errors import UserError
 from tests.helpers import (
     check_padding_invariant,
     check_parity,
+    check_shared_encoder_step,
     check_step_equals_full,
     check_torch_step_equals_full,
     init_params,
@@ -48,6 +49,12 @@ def test_parity_with_torch_mirror(case):
     cfg, params, batch = prepared(case)
     err, rel = check_parity(cfg, params, batch)
     print(f"{case}: logits max abs {err:.2e}, grads max rel {rel:.2e}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_step_with_one_encoder_row_per_sentence_equals_repeated_rows(case):
+    cfg, params, batch = prepared(case)
+    assert check_shared_encoder_step(cfg, params, batch, beam=3) < 1e-5
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -162,6 +162,12 @@ class LocationAttention(nn.Module):
         self.score = _dense(self.max_len, self.in_features)
 
     def __call__(self, emb: jax.Array, hidden: jax.Array, values: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """emb [B, E], hidden [B, H], values [B, max_len, D] (zero-padded) -> (context [B, D], weights [B, max_len])."""
+        """emb [B, E], hidden [B, H], values [B, max_len, D] (zero-padded) -> (context [B, D], weights [B, max_len]).
+
+        values may hold B / K sentences, each shared by K consecutive rows (beam search's shared encoder output).
+        """
         weights = jax.nn.softmax(self.score(jnp.concatenate([emb, hidden], axis=-1)), axis=-1)
-        return weighted_sum(weights, values), weights
+        rows, sentences = weights.shape[0], values.shape[0]
+        if rows == sentences:
+            return weighted_sum(weights, values), weights
+        return weighted_sum(weights.reshape(sentences, rows // sentences, -1), values).reshape(rows, -1), weights

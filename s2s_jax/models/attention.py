@@ -118,9 +118,11 @@ def _dense(features: int, fan_in: int, use_bias: bool = True) -> nn.Dense:
 class AttentionSeq2Seq(nn.Module):
     """RNN encoder-decoder with attention; the model contract of `s2s_jax.models.rnn`, plus
     `decode(..., return_attention=True)` -> (logits, weights [B, T, S]) and the step's weights
-    in `DecodeState.attention`."""
+    in `DecodeState.attention`. `decode_step` also takes the encoder output of B sentences with
+    tokens and state of B * K rows (`beam_shared_encoder`, see `s2s_jax.decoding.beam`)."""
 
     cfg: ModelConfig
+    beam_shared_encoder = True
 
     def setup(self) -> None:
         c = self.cfg
@@ -224,9 +226,20 @@ class AttentionSeq2Seq(nn.Module):
             x = cells.output(c.cell, nxt)
         return x, jax.tree.map(lambda *s: jnp.stack(s, axis=1), *new)
 
+    def _attend(self, query: jax.Array, enc: EncoderOutput, train: bool) -> tuple[jax.Array, jax.Array]:
+        """The attention of queries [R, F] or [B, T, F] over `enc`. With R = K * B rows for enc's B sentences
+        (beam search's shared encoder output, K consecutive rows a sentence) the K queries of a sentence attend
+        as K positions of it: its keys and values are read once, not K times."""
+        sentences, rows = enc.src_mask.shape[0], query.shape[0]
+        if query.ndim != 2 or rows == sentences:
+            return self.attention(query, enc.keys, enc.outputs, enc.src_mask, train=train)
+        ctx, weights = self.attention(query.reshape(sentences, rows // sentences, -1), enc.keys, enc.outputs,
+                                      enc.src_mask, train=train)
+        return ctx.reshape(rows, -1), weights.reshape(rows, -1)
+
     def _luong_output(self, enc: EncoderOutput, s: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
         """h~ = tanh(W_c [ctx; s]) for states s [B, H] or [B, T, H]; returns (h~, weights)."""
-        ctx, weights = self.attention(s, enc.keys, enc.outputs, enc.src_mask, train=train)
+        ctx, weights = self._attend(s, enc, train)
         return jnp.tanh(self.combine(jnp.concatenate([ctx, s], axis=-1))), weights
 
     def _step(self, enc: EncoderOutput, emb: jax.Array, pre: jax.Array | None, state: DecodeState,
@@ -244,7 +257,7 @@ class AttentionSeq2Seq(nn.Module):
             x = jax.nn.relu(self.combine(jnp.concatenate([emb, ctx], axis=-1)))
             s, carry = self.decoder.step(x, state.carry, train=train)
             return s, DecodeState(carry=carry, attention=weights, feed=state.feed)
-        ctx, weights = self.attention(query, enc.keys, enc.outputs, enc.src_mask, train=train)
+        ctx, weights = self._attend(query, enc, train)
         s, carry = self._rnn(pre, ctx, state.carry, train)
         feat = jnp.concatenate([s, ctx, emb], axis=-1) if lay.out_extra else s
         return feat, DecodeState(carry=carry, attention=weights, feed=state.feed)
