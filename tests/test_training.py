@@ -16,7 +16,14 @@ from s2s_jax.training.config import OptimizerConfig
 from s2s_jax.training.loop import TrainConfig, config_for_task, train
 from s2s_jax.training.metrics import exact_match, sum_in_chunks
 from s2s_jax.training.state import create_train_state
-from s2s_jax.training.steps import make_eval_step, make_optimizer, make_train_step, masked_cross_entropy, target_mask
+from s2s_jax.training.steps import (
+    argmax_hits,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+    masked_cross_entropy,
+    target_mask,
+)
 from s2s_jax.workdir import load_run, prepare
 
 TINY = {"emb_dim": 8, "hid_dim": 16}
@@ -40,6 +47,18 @@ def test_masked_cross_entropy_matches_numpy():
     smooth = (1 - eps) * nll - eps / 5 * _log_softmax(logits).sum(-1)
     total, _ = masked_cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(mask), eps)
     np.testing.assert_allclose(total, (smooth * mask).sum(), rtol=1e-5)
+
+
+def test_argmax_hits_is_argmax_equals_target_ties_included():
+    rng = np.random.default_rng(1)
+    logits = rng.integers(0, 3, (4, 6, 7)).astype(np.float32)  # few values: ties for the max everywhere
+    logits[0, 0] = -np.inf
+    targets = rng.integers(0, 7, (4, 6))
+    targets[0, 0] = 0  # an all -inf row: argmax is 0
+    targets[1] = np.argmax(logits[1], -1)  # some hits for sure
+    hits = np.asarray(argmax_hits(jnp.asarray(logits), jnp.asarray(targets)))
+    np.testing.assert_array_equal(hits, np.argmax(logits, -1) == targets)
+    assert hits.any() and not hits.all()
 
 
 def test_mask_comes_from_lengths_not_pad_id():
