@@ -17,11 +17,11 @@ from s2s_jax.training.loop import TrainConfig, config_for_task, train
 from s2s_jax.training.metrics import exact_match, sum_in_chunks
 from s2s_jax.training.state import create_train_state
 from s2s_jax.training.steps import (
-    argmax_hits,
     make_eval_step,
     make_optimizer,
     make_train_step,
     masked_cross_entropy,
+    target_is_max,
     target_mask,
 )
 from s2s_jax.workdir import load_run, prepare
@@ -49,16 +49,16 @@ def test_masked_cross_entropy_matches_numpy():
     np.testing.assert_allclose(total, (smooth * mask).sum(), rtol=1e-5)
 
 
-def test_argmax_hits_is_argmax_equals_target_ties_included():
+def test_target_is_max_is_argmax_hit_but_for_ties():
     rng = np.random.default_rng(1)
-    logits = rng.integers(0, 3, (4, 6, 7)).astype(np.float32)  # few values: ties for the max everywhere
-    logits[0, 0] = -np.inf
+    logits = rng.standard_normal((4, 6, 7)).astype(np.float32)
     targets = rng.integers(0, 7, (4, 6))
-    targets[0, 0] = 0  # an all -inf row: argmax is 0
     targets[1] = np.argmax(logits[1], -1)  # some hits for sure
-    hits = np.asarray(argmax_hits(jnp.asarray(logits), jnp.asarray(targets)))
+    hits = np.asarray(target_is_max(jnp.asarray(logits), jnp.asarray(targets)))
     np.testing.assert_array_equal(hits, np.argmax(logits, -1) == targets)
     assert hits.any() and not hits.all()
+    tied = np.zeros((1, 1, 7), np.float32)  # every logit the maximum: any target is a hit
+    assert np.asarray(target_is_max(jnp.asarray(tied), jnp.asarray([[5]]))).all()
 
 
 def test_mask_comes_from_lengths_not_pad_id():
