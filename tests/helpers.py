@@ -12,3 +12,14 @@ from s2s_jax.checks import (  # noqa: F401
 )
 from s2s_jax.checks import logits_of as flax_logits  # noqa: F401
 from torch_ref.parity import check_parity, check_torch_step_equals_full, torch_logits  # noqa: F401
+
+
+def search_beams(cfg, params, batch, *, max_len: int, beam: int = 3, alpha: float = 0.6, shrink_rows: int = 0):
+    """Encode `batch` and beam-search it with the config's special ids (for comparing search variants)."""
+    from s2s_jax import build_model
+    from s2s_jax.decoding.beam import beam_search
+
+    model = build_model(cfg)
+    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
+    return beam_search(model, params, enc, beam=beam, max_len=max_len, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
+                       pad_id=cfg.pad_id, alpha=alpha, shrink_rows=shrink_rows)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from s2s_jax import build_model, presets
-from s2s_jax.decoding.beam import beam_search
 from s2s_jax.layers.conv import grad_multiply
 from s2s_jax.models.convs2s import ConvS2S
 from tests.helpers import (
@@ -21,6 +20,7 @@ from tests.helpers import (
     init_params,
     logits_of,
     random_batch,
+    search_beams,
 )
 from torch_ref.convert import flax_to_torch, torch_to_flax
 
@@ -73,16 +73,9 @@ def test_step_with_one_encoder_row_per_sentence_equals_repeated_rows(case):
 def test_beam_search_with_shared_encoder_and_shrinking_equals_plain_search(case, monkeypatch):
     cfg, params, _ = case
     batch = random_batch(cfg, seed=5, batch=4, src_len=7, tgt_len=2)
-    model = build_model(cfg)
-    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
-
-    def search(shrink_rows):
-        return beam_search(model, params, enc, beam=3, max_len=12, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                           pad_id=cfg.pad_id, alpha=0.6, shrink_rows=shrink_rows)
-
-    fast = search(1)
+    fast = search_beams(cfg, params, batch, max_len=12, shrink_rows=1)
     monkeypatch.setattr(ConvS2S, "beam_shared_encoder", False)
-    plain = search(0)
+    plain = search_beams(cfg, params, batch, max_len=12)
     np.testing.assert_array_equal(fast.tokens, plain.tokens)
     np.testing.assert_allclose(fast.scores, plain.scores, rtol=1e-6)
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from s2s_jax import build_model, presets
-from s2s_jax.decoding.beam import beam_search
 from s2s_jax.models.transformer import REORDER_BLOCK, TransformerSeq2Seq, reorder_prefix
 from tests.helpers import (
     check_padding_invariant,
@@ -19,6 +18,7 @@ from tests.helpers import (
     init_params,
     logits_of,
     random_batch,
+    search_beams,
 )
 
 TINY = dict(src_vocab_size=13, tgt_vocab_size=13, hid_dim=16, n_layers=2, n_heads=2, ff_dim=32, max_len=64,
@@ -133,18 +133,11 @@ def test_step_with_one_encoder_row_per_sentence_equals_repeated_rows(case):
 def test_beam_search_with_prefix_reorder_equals_whole_state_gather(case, monkeypatch):
     cfg, params, _ = case
     batch = random_batch(cfg, seed=5, batch=4, src_len=7, tgt_len=2)
-    model = build_model(cfg)
-
-    def search(shrink_rows=0):
-        enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
-        return beam_search(model, params, enc, beam=3, max_len=20, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                           pad_id=cfg.pad_id, alpha=0.6, shrink_rows=shrink_rows)
-
-    own = search()
-    shrunk = search(shrink_rows=1)  # batch 4 -> 2 -> 1: caches and encoder keys compacted twice
+    own = search_beams(cfg, params, batch, max_len=20)
+    shrunk = search_beams(cfg, params, batch, max_len=20, shrink_rows=1)  # batch 4 -> 2 -> 1: compacted twice
     monkeypatch.delattr(TransformerSeq2Seq, "reorder_decode_state")
     monkeypatch.setattr(TransformerSeq2Seq, "beam_shared_encoder", False)
-    generic = search()  # whole-state gathers, encoder output repeated per beam
+    generic = search_beams(cfg, params, batch, max_len=20)  # whole-state gathers, encoder repeated per beam
     for other in (shrunk, generic):
         np.testing.assert_array_equal(own.tokens, other.tokens)
         np.testing.assert_array_equal(own.lengths, other.lengths)
