@@ -164,9 +164,21 @@ def beam_search(
         return (best_live > worst_done) & (c.step < c.limit)
 
     def body(c: _Carry) -> _Carry:
-        rows = c.limit.shape[0]
         token = c.live_tokens[:, :, c.step].reshape(-1)
-        logits, state = model.apply(variables, c.enc, token, c.state, method="decode_step")
+        return advance(c, *model.apply(variables, c.enc, token, c.state, method="decode_step"))
+
+    def first(c: _Carry) -> _Carry:
+        """Step 0. Every beam of a sentence holds bos and the same initial state, and only beam 0 is live, so
+        the model runs once per sentence and its logits and next state stand for all K beams (the beam search
+        of the K copies gives the same candidates): 1/K of that step's work."""
+        init = model.apply(variables, enc, max_decode_len=max_len, method="init_decode_state")
+        logits, state = model.apply(variables, enc, jnp.full((batch,), bos_id, jnp.int32), init,
+                                    method="decode_step")
+        return advance(c, repeat_beams(logits, beam), repeat_beams(state, beam))
+
+    def advance(c: _Carry, logits: jax.Array, state: Any) -> _Carry:
+        """The search's update from one step's logits [rows * K, V] and the model's next state."""
+        rows = c.limit.shape[0]
         logp = log_softmax(logits.astype(jnp.float32)).reshape(rows, beam, -1)
         vocab = logp.shape[-1]
         # On a row's last allowed step only eos may be chosen.
@@ -213,6 +225,7 @@ def beam_search(
     # A row that cannot improve never changes again (its candidates cannot outscore its worst finished
     # hypothesis), so each stage ends once few enough rows are left to fit the next, smaller one.
     sizes = stage_batches(batch, shrink_rows)
+    carry = jax.lax.cond(jnp.any(can_improve(carry)), first, lambda c: c, carry)  # the loops' test at step 0
     done = (carry.done_tokens, carry.done_scores, carry.done_lengths)
     sentences = jnp.arange(batch)
     for after in sizes[1:] + [0]:
