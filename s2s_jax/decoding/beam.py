@@ -135,8 +135,8 @@ def beam_search(
     check_decode_len(model.cfg, max_len)
     batch = jax.tree.leaves(enc)[0].shape[0]
     variables = {"params": params}
-    enc_k = repeat_beams(enc, beam)
-    state = model.apply(variables, enc_k, max_decode_len=max_len, method="init_decode_state")
+    # The initial state once per sentence (every family's is row-wise), repeated for the K beams.
+    init = model.apply(variables, enc, max_decode_len=max_len, method="init_decode_state")
     shared = getattr(model, "beam_shared_encoder", False)  # decode_step takes B sentences' encoder output
     limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
 
@@ -146,10 +146,10 @@ def beam_search(
     carry = _Carry(
         step=jnp.array(0, jnp.int32),
         limit=limit.astype(jnp.int32),
-        enc=enc if shared else enc_k,
+        enc=enc if shared else repeat_beams(enc, beam),
         live_tokens=tokens,
         live_logp=live_logp,
-        state=state,
+        state=repeat_beams(init, beam),
         done_tokens=tokens,
         done_scores=jnp.full((batch, beam), NEG_INF),
         done_lengths=jnp.zeros((batch, beam), jnp.int32),
@@ -171,7 +171,6 @@ def beam_search(
         """Step 0. Every beam of a sentence holds bos and the same initial state, and only beam 0 is live, so
         the model runs once per sentence and its logits and next state stand for all K beams (the beam search
         of the K copies gives the same candidates): 1/K of that step's work."""
-        init = model.apply(variables, enc, max_decode_len=max_len, method="init_decode_state")
         logits, state = model.apply(variables, enc, jnp.full((batch,), bos_id, jnp.int32), init,
                                     method="decode_step")
         return advance(c, repeat_beams(logits, beam), repeat_beams(state, beam))
