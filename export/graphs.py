@@ -9,7 +9,7 @@ as pytrees into named tensors (`enc.context`, `state.carry.0`, ...), batch on
 axis 0 as the contract requires, so the runtime can repeat and gather beams
 without knowing what they hold. Precomputed attention keys are just another
 encoder tensor. A family plugs in by having a torch_ref model whose contract
-methods trace under `torch.export` (see `FAMILY_NOTES` in onnx_export.py).
+methods trace under `torch.export` (its record's `export_note` says how).
 """
 
 from __future__ import annotations

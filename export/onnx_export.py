@@ -16,12 +16,12 @@ onnxruntime at sizes other than the export sample (batch 1 and 3, source 1 and
 9) against the *unswapped* torch_ref model (packed sequences), so a wrong
 export fails here, not in production. The maximum error is kept in model.json.
 
-All four families (rnn, attention, convs2s, transformer) go through this one
-path; `FAMILY_NOTES` says what each contributes. Limits the ONNX graph would
+Every family goes through this one path; its record's `export_note`
+(s2s_jax.models.family) says what it contributes. Limits the ONNX graph would
 not enforce itself are probed and written to model.json for the runtime:
 `max_src_len` (the torch model refuses longer sources: location attention,
-learned positions) and `max_decode_steps` (`DECODE_LIMITED` families keep
-cfg.max_len positions in their decode state).
+learned positions) and `max_decode_steps` (families whose record says
+`state_holds_max_len` keep cfg.max_len positions in their decode state).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import torch_ref
 from export import graphs, rnn_op
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
+from s2s_jax.models import family
 from torch_ref.convert import flax_to_torch
 
 FORMAT = "s2s-jax-onnx"
@@ -53,16 +54,6 @@ SAMPLES = ((2, 5), (3, 7))  # (batch, source length) of the two eager runs; the 
 CHECK_SIZES = ((1, 1), (3, 9))  # sizes the exported graphs are run at against torch_ref
 CHECK_STEPS = 3
 CHECK_ATOL = CHECK_RTOL = 1e-4  # on log-probs; relative part for large trained models' large negative log-probs
-
-FAMILY_NOTES = {
-    "rnn": "recurrent stacks swapped for ONNX RNN/GRU/LSTM with sequence_lens",
-    "attention": "as rnn; keys precomputed in encode are an encoder tensor, src_mask a bool input",
-    "convs2s": "decoder conv buffers and position are the state; learned positions limit source and steps",
-    "transformer": "KV caches of cfg.max_len steps and the position are the state; cross-attention K/V precomputed",
-}
-# Families whose decode state holds cfg.max_len positions (learned position table, fixed-size KV cache):
-# the runtime refuses to decode more steps than that instead of running off the end.
-DECODE_LIMITED = {"convs2s", "transformer"}
 
 
 def _sample_batch(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,8 +268,7 @@ def _prepare_out(out: str | Path) -> Path:
 def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = None, preset: str | None = None,
                  quantize: str | None = None) -> dict[str, Any]:
     """Export `params` of `cfg` into `out`; `task` supplies vocab and tokenizer. Returns the manifest."""
-    if cfg.family not in FAMILY_NOTES:
-        raise ConfigError(f"export: unknown family {cfg.family!r}; known: {sorted(FAMILY_NOTES)}")
+    record = family(cfg)  # an unknown family is a ConfigError naming the known ones
     if quantize not in (None, "int8"):
         raise UserError(f"--quantize {quantize!r}: only 'int8' is supported")
     path = _prepare_out(out)
@@ -294,7 +284,7 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
         "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
         "tokenizer": tokenizer_spec(task, path),
         "max_decode_len": cfg.max_len if task is None else int(task.max_decode_len),
-        "max_decode_steps": cfg.max_len if cfg.family in DECODE_LIMITED else None,
+        "max_decode_steps": cfg.max_len if record.state_holds_max_len else None,
     }
     if manifest["max_decode_steps"] is not None:
         manifest["max_decode_len"] = min(manifest["max_decode_len"], manifest["max_decode_steps"])

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2s_jax.config import ModelConfig
-from s2s_jax.models import build_model
+from s2s_jax.models import build_model, family
 
 LOGIT_ATOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -88,13 +88,13 @@ def check_padding_invariant(cfg: ModelConfig, params: Any, batch: dict[str, np.n
 
 def check_shared_encoder_step(cfg: ModelConfig, params: Any, batch: dict[str, np.ndarray], beam: int = 4,
                               steps: int = 2) -> float:
-    """A model with `beam_shared_encoder` steps B * beam rows on the encoder output of its B sentences as on
-    that output repeated per beam (what beam search would otherwise pass): max abs difference of the logits
-    and next state over `steps` steps of random tokens (the state feeds the next step's logits)."""
+    """A model whose family record says `shared_encoder` steps B * beam rows on the encoder output of its B
+    sentences as on that output repeated per beam (what beam search would otherwise pass): max abs difference
+    of the logits and next state over `steps` steps of random tokens (the state feeds the next step's logits)."""
     from s2s_jax.decoding.beam import repeat_beams  # decoding builds on models; import late, as a leaf
 
     model, variables = build_model(cfg), {"params": params}
-    assert getattr(model, "beam_shared_encoder", False), f"{cfg.family} does not share its encoder output"
+    assert family(cfg).shared_encoder, f"{cfg.family} does not share its encoder output"
     enc = model.apply(variables, batch["src"], batch["src_lengths"], method="encode")
     enc_k = repeat_beams(enc, beam)
     state = model.apply(variables, enc_k, max_decode_len=steps + 1, method="init_decode_state")

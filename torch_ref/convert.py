@@ -52,11 +52,11 @@ def rnn_stack(flax_prefix: str, torch_prefix: str, n_layers: int, bidirectional:
 
 
 def _table(cfg: ModelConfig) -> list[Rule]:
-    from torch_ref.models import TABLES
+    """The family's declared table (its record names it)."""
+    from s2s_jax.models import family
+    from torch_ref import resolve
 
-    if cfg.family not in TABLES:
-        raise ValueError(f"no conversion table for family {cfg.family!r}")
-    return TABLES[cfg.family](cfg)
+    return resolve(family(cfg).torch_table)(cfg)
 
 
 def _apply(x: np.ndarray, transform: str) -> np.ndarray:

@@ -30,17 +30,17 @@ import jax.numpy as jnp
 from s2s_jax.config import ModelConfig
 from s2s_jax.errors import UserError
 from s2s_jax.layers.rnn import reverse_within_lengths
-
-ATTENTION_FAMILIES = ("attention", "convs2s", "transformer")
+from s2s_jax.models import FAMILIES, family
 
 
 def check_has_attention(cfg: ModelConfig) -> None:
-    """A UserError unless `cfg`'s family returns attention weights."""
-    if cfg.family not in ATTENTION_FAMILIES:
+    """A UserError unless `cfg`'s family returns attention weights (its record's `attention`)."""
+    if not family(cfg).attention:
         who = f"origin {cfg.origin!r}" if cfg.origin else "no origin"
+        having = ", ".join(name for name, record in sorted(FAMILIES.items()) if record.attention)
         raise UserError(
             f"the {cfg.family!r} model ({who}) has no attention weights to plot; its decoder sees only the "
-            f"encoder's final state. Attention weights come from the {', '.join(ATTENTION_FAMILIES)} families"
+            f"encoder's final state. Attention weights come from the {having} families"
         )
 
 

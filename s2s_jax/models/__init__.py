@@ -1,38 +1,53 @@
-"""Model registry: `build_model(cfg)` picks the family's class."""
+"""Model registry: every family's record (`family.Family`), gathered from the files of this package.
+
+Each module here other than `family` declares `FAMILY`; nothing else lists the
+families, so a new one is a new file (plus its torch mirror and presets).
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import flax.linen as nn
 
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
-from s2s_jax.models.attention import AttentionSeq2Seq
-from s2s_jax.models.convs2s import ConvS2S
-from s2s_jax.models.rnn import RNNSeq2Seq
-from s2s_jax.models.transformer import TransformerSeq2Seq
+from s2s_jax.models.family import Family
 
-FAMILIES: dict[str, type[nn.Module]] = {
-    "rnn": RNNSeq2Seq, "attention": AttentionSeq2Seq, "convs2s": ConvS2S, "transformer": TransformerSeq2Seq,
-}
+
+def _collect() -> dict[str, Family]:
+    found: dict[str, Family] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name == "family":
+            continue
+        record = importlib.import_module(f"{__name__}.{info.name}").FAMILY
+        found[record.name] = record
+    return found
+
+
+FAMILIES: dict[str, Family] = _collect()
+
+
+def family(cfg: ModelConfig | str) -> Family:
+    """The record of `cfg`'s family (or of the family named so); unknown names list the known ones."""
+    name = cfg if isinstance(cfg, str) else cfg.family
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r}; available: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The Flax module for `cfg` (all contract methods usable through `apply(method=...)`)."""
-    if cfg.family not in FAMILIES:
-        raise ConfigError(f"unknown model family {cfg.family!r}; available: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[cfg.family](cfg)
+    return family(cfg).module(cfg)
 
 
 def target_limit(cfg: ModelConfig) -> int | None:
-    """The most target positions a model can decode, or None when unbounded.
+    """The most target positions a model can decode, or None when unbounded (the family record says how).
 
-    Learned position tables have `max_len` rows; the Transformer's KV cache is sized
-    per decoding call, so only learned positions bound it. Decoders check this so a
-    request they cannot honour is an error, not NaN logits.
+    Decoders check this so a request they cannot honour is an error, not NaN logits.
     """
-    if cfg.family == "convs2s" or (cfg.family == "transformer" and cfg.positions == "learned"):
-        return cfg.max_len
-    return None
+    return family(cfg).target_limit(cfg)
 
 
 def check_decode_len(cfg: ModelConfig, max_len: int) -> None:

@@ -41,6 +41,7 @@ from s2s_jax.layers.attention import AdditiveAttention, LocationAttention, Luong
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, length_mask, reverse_within_lengths
+from s2s_jax.models.family import Family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +120,9 @@ class AttentionSeq2Seq(nn.Module):
     """RNN encoder-decoder with attention; the model contract of `s2s_jax.models.rnn`, plus
     `decode(..., return_attention=True)` -> (logits, weights [B, T, S]) and the step's weights
     in `DecodeState.attention`. `decode_step` also takes the encoder output of B sentences with
-    tokens and state of B * K rows (`beam_shared_encoder`, see `s2s_jax.decoding.beam`)."""
+    tokens and state of B * K rows (the record's `shared_encoder`, see `s2s_jax.decoding.beam`)."""
 
     cfg: ModelConfig
-    beam_shared_encoder = True
 
     def setup(self) -> None:
         c = self.cfg
@@ -291,3 +291,10 @@ class AttentionSeq2Seq(nn.Module):
 
     def __call__(self, src: jax.Array, src_lengths: jax.Array, tgt_in: jax.Array, *, train: bool = False) -> jax.Array:
         return self.decode(self.encode(src, src_lengths, train=train), tgt_in, train=train)
+
+
+FAMILY = Family(
+    name="attention", module=AttentionSeq2Seq, torch_model="torch_ref.models.attention:AttentionSeq2Seq",
+    torch_table="torch_ref.models.attention:param_table", attention=True, shared_encoder=True,
+    export_note="as rnn; keys precomputed in encode are an encoder tensor, src_mask a bool input",
+)

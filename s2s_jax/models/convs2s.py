@@ -41,6 +41,7 @@ from s2s_jax.layers.conv import Conv1D, Linear, glu, grad_multiply
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 from s2s_jax.layers.positions import check_length
+from s2s_jax.models.family import Family, max_len_limit
 
 SCALE = math.sqrt(0.5)
 NEG = -1e10  # masked attention energy (exp underflows to exactly 0, as -inf would, without NaN rows)
@@ -231,11 +232,10 @@ class ConvS2S(nn.Module):
     """ConvS2S with the model contract (see `s2s_jax.models.rnn`).
 
     `decode_step` also takes an encoder output of B sentences with tokens and state of B * K rows, K consecutive
-    rows per sentence (`beam_shared_encoder`), so beam search does not repeat the encoder outputs per beam.
+    rows per sentence (the record's `shared_encoder`), so beam search does not repeat the encoder outputs per beam.
     """
 
     cfg: ModelConfig
-    beam_shared_encoder = True
 
     def setup(self) -> None:
         self.encoder = ConvEncoder(self.cfg)
@@ -261,3 +261,11 @@ class ConvS2S(nn.Module):
 
     def __call__(self, src: jax.Array, src_lengths: jax.Array, tgt_in: jax.Array, *, train: bool = False) -> jax.Array:
         return self.decode(self.encode(src, src_lengths, train=train), tgt_in, train=train)
+
+
+FAMILY = Family(
+    name="convs2s", module=ConvS2S, torch_model="torch_ref.models.convs2s:ConvS2S",
+    torch_table="torch_ref.models.convs2s:param_table", attention=True, target_limit=max_len_limit,
+    shared_encoder=True, state_holds_max_len=True,
+    export_note="decoder conv buffers and position are the state; learned positions limit source and steps",
+)

@@ -23,6 +23,7 @@ from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, reverse_within_lengths
+from s2s_jax.models.family import Family
 
 
 @flax.struct.dataclass
@@ -105,3 +106,10 @@ class RNNSeq2Seq(nn.Module):
 
     def __call__(self, src: jax.Array, src_lengths: jax.Array, tgt_in: jax.Array, *, train: bool = False) -> jax.Array:
         return self.decode(self.encode(src, src_lengths, train=train), tgt_in, train=train)
+
+
+FAMILY = Family(
+    name="rnn", module=RNNSeq2Seq, torch_model="torch_ref.models.rnn:RNNSeq2Seq",
+    torch_table="torch_ref.models.rnn:param_table",
+    export_note="recurrent stacks swapped for ONNX RNN/GRU/LSTM with sequence_lens",
+)

@@ -32,6 +32,7 @@ from s2s_jax.config import ModelConfig
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.positions import check_length, sinusoidal
 from s2s_jax.layers.transformer import DecoderLayer, EncoderLayer, dense, layer_norm
+from s2s_jax.models.family import Family
 
 KV = tuple[jax.Array, ...]
 
@@ -185,12 +186,11 @@ class TransformerSeq2Seq(nn.Module):
     """Transformer with the model contract (see `s2s_jax.models.rnn`).
 
     `decode_step` also takes an encoder output of B sentences with tokens and state of B * K rows, K consecutive
-    rows per sentence (`beam_shared_encoder`): beam search then does not repeat the encoder keys/values K times,
-    and the K beams' queries attend over them as one [K, S] product per sentence and head.
+    rows per sentence (the record's `shared_encoder`): beam search then does not repeat the encoder keys/values K
+    times, and the K beams' queries attend over them as one [K, S] product per sentence and head.
     """
 
     cfg: ModelConfig
-    beam_shared_encoder = True
 
     def setup(self) -> None:
         self.encoder = TransformerEncoder(self.cfg, self.cfg.src_vocab_size)
@@ -235,3 +235,16 @@ class TransformerSeq2Seq(nn.Module):
 
     def __call__(self, src: jax.Array, src_lengths: jax.Array, tgt_in: jax.Array, *, train: bool = False) -> jax.Array:
         return self.decode(self.encode(src, src_lengths, train=train), tgt_in, train=train)
+
+
+def _target_limit(cfg: ModelConfig) -> int | None:
+    """Learned positions have max_len rows; sinusoidal ones none (the KV cache is sized per decoding call)."""
+    return cfg.max_len if cfg.positions == "learned" else None
+
+
+FAMILY = Family(
+    name="transformer", module=TransformerSeq2Seq, torch_model="torch_ref.models.transformer:TransformerSeq2Seq",
+    torch_table="torch_ref.models.transformer:param_table", attention=True, target_limit=_target_limit,
+    shared_encoder=True, reorders_state=True, state_holds_max_len=True,
+    export_note="KV caches of cfg.max_len steps and the position are the state; cross-attention K/V precomputed",
+)
