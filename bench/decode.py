@@ -9,7 +9,7 @@ length, cut into `batch size` rows, each padded to the same bucket width, each
 row stopping at the same limit a * source length + b (eos forced there) as
 `s2s-jax translate` does. Same weights everywhere (Flax params; torch_ref via
 torch_ref.convert; ONNX graphs exported from torch_ref).
-- JAX: `s2s_jax.decoding.translate.Translator.decode_chunk` (jitted loops per
+- JAX: `s2s_jax.run.translate.Translator.decode_chunk` (jitted loops per
   chunk), timed after a warm-up pass that compiles each chunk shape (reported apart);
 - torch_ref: `torch_ref.decoding` greedy / beam loops, eager, inference mode;
 - ORT: the onnxruntime-only `export.runtime.Translator.search` (numpy greedy and
@@ -41,7 +41,7 @@ from hardware import machine_line  # noqa: E402
 from export.onnx_export import export_workdir  # noqa: E402
 from export.runtime import Translator as OrtTranslator  # noqa: E402
 from s2s_jax.config import ModelConfig  # noqa: E402
-from s2s_jax.decoding.translate import Chunk, DecodeOptions, Translator  # noqa: E402
+from s2s_jax.run.translate import Chunk, DecodeOptions, Translator  # noqa: E402
 from s2s_jax.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402

@@ -144,7 +144,7 @@ def _plot_attention(run: Any, model: Any, src: Any, src_lengths: Any, tokens: An
 
 
 def _decode_options(args: argparse.Namespace) -> Any:
-    from s2s_jax.decoding.translate import DecodeOptions
+    from s2s_jax.run.translate import DecodeOptions
 
     if args.sample and args.beam:
         raise UserError("choose --beam K or --sample, not both")
@@ -155,7 +155,7 @@ def _decode_options(args: argparse.Namespace) -> Any:
 
 def _translate_batched(run: Any, texts: list[str], args: argparse.Namespace) -> int:
     """Greedy, beam or sampled translations of `texts`, in chunks of --batch-size, one output line per input."""
-    from s2s_jax.decoding.translate import Translator
+    from s2s_jax.run.translate import Translator
 
     opts = _decode_options(args)
     for line in Translator(run.cfg, run.params, run.task, args.batch_size).translate(texts, opts):

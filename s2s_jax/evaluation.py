@@ -43,7 +43,7 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Translate `split` of the run's dataset, write `{split}.{tag}.hyp` (one line per source, in order) and
     `{split}.{tag}.json` (scores and settings) under `out_dir`, and return the scores."""
-    from s2s_jax.decoding.translate import Translator
+    from s2s_jax.run.translate import Translator
 
     task = run.task
     if not hasattr(task, "read_splits"):

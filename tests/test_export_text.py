@@ -28,9 +28,9 @@ from export.runtime import main as runtime_main
 from s2s_jax.cli import main as cli_main
 from s2s_jax.data.tokenizers import load_tokenizer, make_tokenizer, save_tokenizer
 from s2s_jax.data.translation import TranslationTask
-from s2s_jax.decoding.translate import DecodeOptions
-from s2s_jax.decoding.translate import Translator as JaxTranslator
 from s2s_jax.models import build_model
+from s2s_jax.run.translate import DecodeOptions
+from s2s_jax.run.translate import Translator as JaxTranslator
 from s2s_jax.training.loop import config_for_task
 from s2s_jax.training.state import create_train_state
 from s2s_jax.workdir import load_run, prepare, save_run

@@ -13,9 +13,9 @@ from s2s_jax.data.addition import AdditionTask
 from s2s_jax.data.tokenizers import make_tokenizer
 from s2s_jax.data.translation import TranslationTask
 from s2s_jax.data.vocab import Vocab
-from s2s_jax.decoding.translate import DecodeOptions, Translator
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model
+from s2s_jax.run.translate import DecodeOptions, Translator
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TEXT = st.text(st.characters(codec="utf-8"), max_size=40)  # every code point UTF-8 can carry, surrogates excluded

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from s2s_jax.cli import main
-from s2s_jax.decoding.translate import DecodeOptions, Translator
 from s2s_jax.errors import UserError
+from s2s_jax.run.translate import DecodeOptions, Translator
 from s2s_jax.workdir import load_run
 
 WORDS = ["rot", "blau", "grün", "hund", "katze", "haus", "baum"]

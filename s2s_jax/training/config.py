@@ -4,7 +4,7 @@
     data       the task and its settings (exactly `task.settings()`; `build_task` rebuilds it)
     optimizer  OptimizerConfig: optimizer, learning rate and schedule, clipping, label smoothing
     training   TrainConfig: steps, batch, evaluation, checkpoints, precision, accumulation, early stopping
-    decoding   DecodeOptions (s2s_jax.decoding.translate): how `translate`/`evaluate` decode by default
+    decoding   DecodeOptions (s2s_jax.run.translate): how `translate`/`evaluate` decode by default
 
 Configs are built in layers: dataclass defaults < recipe (a named training preset,
 e.g. the transformer's inverse-sqrt warmup) < command-line flags < `--set
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from s2s_jax.config import ConfigError, ModelConfig
-from s2s_jax.decoding.translate import DecodeOptions
 from s2s_jax.errors import UserError
+from s2s_jax.run.translate import DecodeOptions
 from s2s_jax.training.schedules import OPTIMIZERS, SCHEDULES
 
 SECTIONS = ("model", "data", "optimizer", "training", "decoding")

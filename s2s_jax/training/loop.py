@@ -24,9 +24,9 @@ from jax.sharding import Mesh
 from s2s_jax import presets
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.decoding.greedy import make_greedy_decoder
-from s2s_jax.decoding.translate import DecodeOptions
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model, target_limit
+from s2s_jax.run.translate import DecodeOptions
 from s2s_jax.training import sharding
 from s2s_jax.training.config import BEST_METRICS, DataConfig, OptimizerConfig, RunConfig, TrainConfig
 from s2s_jax.training.logs import RunLog
