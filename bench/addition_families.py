@@ -7,7 +7,7 @@ on 2-digit addition (the demo task), trained through the `s2s-jax train` CLI at 
 Sizes are reduced with `--set` (hid = emb = 64, 2 layers; Transformers 4 heads, ff 128;
 no dropout: 9,000 training problems are seen many times over, but the held-out 1,000
 never). Each preset trains with its own recipe, the one `s2s-jax train` picks by
-preset name (see `s2s_jax/training/config.py`):
+preset name (see `s2s_jax/run/config.py`):
 - `bentrevett-convs2s`, `bentrevett-transformer`: the default recipe, Adam with cosine decay;
 - `convs2s`: fairseq fconv's Nesterov SGD (lr 0.25, momentum 0.99, clip 0.1), here with cosine
   decay instead of its constant rate (constant plateaus at 95-97% on this task);

@@ -8,8 +8,12 @@ bench/decode.py measures whole searches; this splits a step at batch x beam rows
 to show what bounds the JAX/torch ratio: when the step is dominated by the
 projection onto the target vocabulary, both frameworks run the same float32
 matmul and neither can be much faster than that matmul allows; when the state is
-large (a KV cache), reordering it each step costs memory traffic in both. Each
-timing is the best of `--reps`. This is a benchmark script, not a test.
+large (a KV cache), reordering it each step costs memory traffic in both. The JAX
+parts are those of `s2s_jax.decoding.search` (the family's own state reorder where its
+record has one); torch_ref's are what the numpy search (`export.search`, which drives
+torch_ref as it drives onnxruntime) runs: torch's step and log-softmax, then numpy's
+top-k and whole-row takes of the state arrays. Each timing is the best of `--reps`.
+This is a benchmark script, not a test.
 """
 
 from __future__ import annotations
@@ -24,20 +28,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import best_seconds, jax_matmul_gflops, machine_line  # noqa: E402
 
-from s2s_jax.decoding.beam import log_softmax, parent_rows, reorder_state, repeat_beams  # noqa: E402
+from export import search as np_search  # noqa: E402
+from s2s_jax.decoding.search import log_softmax, model_step, parent_rows, repeat_beams, take_rows  # noqa: E402
 from s2s_jax.decoding.topk import top_k  # noqa: E402
-from s2s_jax.models import build_model  # noqa: E402
-from s2s_jax.workdir import load_run  # noqa: E402
+from s2s_jax.models import build_model, family  # noqa: E402
+from s2s_jax.run.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
-from torch_ref.decoding import gather_beams as torch_gather_beams  # noqa: E402
-from torch_ref.decoding import top_k as torch_top_k  # noqa: E402
-from torch_ref.decoding import tree_map  # noqa: E402
 
 
 def best_ms(fn: Callable[[], object], reps: int) -> float:
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     run = load_run(args.workdir, "best")
-    cfg, rows = run.cfg, args.batch * args.beam
+    cfg, rows = run.config.model, args.batch * args.beam
     sources = [s for s, _ in run.task.read_splits(["test"])["test"][: args.batch]]
     src, lengths = run.task.encode_inputs(sources)
     max_len = int(run.task.decode_limit(np.array([src.shape[1]]))[0])
@@ -78,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     sentences = model.apply(variables, src, lengths, method="encode")
     state = model.apply(variables, repeat_beams(sentences, args.beam), max_decode_len=max_len,
                         method="init_decode_state")
-    # What beam_search passes decode_step: one encoder row per sentence where the model shares it across beams.
-    enc = sentences if getattr(model, "beam_shared_encoder", False) else repeat_beams(sentences, args.beam)
+    # What the search passes decode_step: one encoder row per sentence where the family shares it across beams.
+    enc = sentences if family(cfg).shared_encoder else repeat_beams(sentences, args.beam)
+    reorder_state = model_step(model, run.params)["reorder"] or take_rows
     step = jax.jit(lambda e, t, s: model.apply(variables, e, t, s, method="decode_step"))
     for t in tokens[:-1]:
         _, state = step(enc, jnp.asarray(t), state)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     project = jax.jit(lambda h: h @ out_kernel)
     parents = np.random.default_rng(1).integers(0, args.beam, (args.batch, args.beam))
     rows_of_parents = parent_rows(jnp.asarray(parents), args.beam)
-    reorder = jax.jit(lambda s: ((), reorder_state(model, variables, s, rows_of_parents)), donate_argnums=0)
+    reorder = jax.jit(lambda s: ((), reorder_state(s, rows_of_parents)), donate_argnums=0)
     step_in_place = jax.jit(lambda s: model.apply(variables, enc, token, s, method="decode_step"), donate_argnums=0)
     jax_ms = {  # the step's timed calls advance a copy of the state: pos 15 -> 15 + reps + 1, still inside the cache
         "decode_step (whole model)": best_ms(chained(step_in_place, state), args.reps),
@@ -101,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         "state reorder": best_ms(chained(reorder, state), args.reps),
     }
 
-    # torch_ref: the same
+    # torch_ref: the same, as the numpy search runs it
     tmodel = build_torch(cfg)
     tmodel.load_state_dict(flax_to_torch(cfg, run.params))
     tmodel.eval()
     with torch.inference_mode():
         tsrc, tlen = torch.as_tensor(np.asarray(src), dtype=torch.int64), torch.as_tensor(np.asarray(lengths))
-        tenc = tree_map(lambda x: x.repeat_interleave(args.beam, dim=0), tmodel.encode(tsrc, tlen))
+        tenc = pytree.tree_map(lambda x: x.repeat_interleave(args.beam, dim=0), tmodel.encode(tsrc, tlen))
         tstate = tmodel.init_decode_state(tenc, max_len)
         for t in tokens[:-1]:
             _, tstate = tmodel.decode_step(tenc, torch.as_tensor(t, dtype=torch.int64), tstate)
@@ -115,13 +119,18 @@ def main(argv: list[str] | None = None) -> int:
         tlogits, _ = tmodel.decode_step(tenc, ttoken, tstate)
         tkernel = torch.from_numpy(np.array(out_kernel))
         thidden = torch.ones((rows, tkernel.shape[0]))
+        state_arrays = [leaf.numpy() for leaf in pytree.tree_leaves(tstate)]
+        np_rows = np.asarray(rows_of_parents)
+
+        def torch_search() -> object:
+            logp = torch.log_softmax(tlogits.float(), dim=-1).numpy()
+            return np_search.top_k(logp.reshape(args.batch, -1), 2 * args.beam)
+
         torch_ms = {
             "decode_step (whole model)": best_ms(lambda: tmodel.decode_step(tenc, ttoken, tstate), args.reps),
             "  of which vocab projection": best_ms(lambda: thidden @ tkernel, args.reps),
-            "log-softmax + top-k": best_ms(lambda: torch_top_k(torch.log_softmax(tlogits, -1).reshape(args.batch, -1),
-                                                               2 * args.beam), args.reps),
-            "state reorder": best_ms(lambda: torch_gather_beams(tstate, torch.as_tensor(parents), args.batch,
-                                                                args.beam), args.reps),
+            "log-softmax + top-k": best_ms(torch_search, args.reps),
+            "state reorder": best_ms(lambda: np_search.take_rows(state_arrays, np_rows), args.reps),
         }
     peak = jax_matmul_gflops()
     proj_gflop = 2 * rows * out_kernel.shape[0] * cfg.tgt_vocab_size / 1e9

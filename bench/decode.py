@@ -1,4 +1,4 @@
-"""Decoding speed: sentences/s of greedy and beam search, jitted JAX vs torch_ref's eager loop vs the ONNX runtime.
+"""Decoding speed: sentences/s of greedy and beam search, jitted JAX vs eager torch_ref vs the ONNX runtime.
 
     python bench/decode.py --workdir runs/multi30k [--batch-sizes 1,64] [--n 500] [--n-batch1 50] [--beam 5]
 
@@ -11,9 +11,12 @@ row stopping at the same limit a * source length + b (eos forced there) as
 torch_ref.convert; ONNX graphs exported from torch_ref).
 - JAX: `s2s_jax.run.translate.Translator.decode_chunk` (jitted loops per
   chunk), timed after a warm-up pass that compiles each chunk shape (reported apart);
-- torch_ref: `torch_ref.decoding` greedy / beam loops, eager, inference mode;
-- ORT: the onnxruntime-only `export.runtime.Translator.search` (numpy greedy and
-  beam search over the encoder and decoder-step sessions) with the per-row limits.
+- torch_ref: eager, inference mode, driven by the numpy search of the ONNX runtime
+  (`export.search.search` over `export.graphs.numpy_stepper`), so torch and ORT run
+  the same search and differ only in their model steps;
+- ORT: the onnxruntime-only `export.runtime.Translator.search` (the same numpy
+  search over the encoder and decoder-step sessions) with the per-row limits.
+All three are the one search contract (`s2s_jax.decoding.search`): beam 1 is greedy.
 The three take turns chunk by chunk, so drift in this shared machine's speed
 falls on all of them alike. The agreement columns count sentences with identical tokens. torch and ORT use
 `--torch-threads` / `--ort-threads` intra-op threads (default: one per core, as
@@ -38,14 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import machine_line  # noqa: E402
 
+from export.graphs import numpy_stepper  # noqa: E402
 from export.onnx_export import export_workdir  # noqa: E402
 from export.runtime import Translator as OrtTranslator  # noqa: E402
+from export.search import search  # noqa: E402
 from s2s_jax.config import ModelConfig  # noqa: E402
-from s2s_jax.run.translate import Chunk, DecodeOptions, Translator  # noqa: E402
-from s2s_jax.workdir import load_run  # noqa: E402
+from s2s_jax.run.config import DecodeOptions  # noqa: E402
+from s2s_jax.run.translate import Chunk, Translator  # noqa: E402
+from s2s_jax.run.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
-from torch_ref.decoding import beam_search, greedy_decode  # noqa: E402
 
 Outputs = list[np.ndarray]
 Decoder = Callable[[Chunk], tuple[np.ndarray, np.ndarray]]  # chunk -> (tokens [B, L], lengths [B])
@@ -74,16 +79,14 @@ def jax_decoder(translator: Translator, opts: DecodeOptions) -> Decoder:
 
 def torch_decoder(tmodel: torch.nn.Module, cfg: ModelConfig, opts: DecodeOptions) -> Decoder:
     ids = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
+    beam = opts.beam if opts.method == "beam" else 1
 
     def decode(c: Chunk) -> tuple[np.ndarray, np.ndarray]:
-        s, sl = torch.from_numpy(c.src).long(), torch.from_numpy(c.src_lengths).long()
-        lim = None if c.limits is None else torch.from_numpy(c.limits).long()
-        if opts.method == "beam":
-            r = beam_search(tmodel, s, sl, beam=opts.beam, max_len=c.max_len, alpha=opts.alpha, row_max_len=lim,
-                            **ids)
-            return r.tokens[:, 0].numpy(), r.lengths[:, 0].numpy()
-        tokens, lengths = greedy_decode(tmodel, s, sl, max_len=c.max_len, row_max_len=lim, **ids)
-        return tokens.numpy(), lengths.numpy()
+        step, enc, state = numpy_stepper(tmodel, torch.from_numpy(c.src).long(),
+                                         torch.from_numpy(c.src_lengths).long(), c.max_len)
+        r = search(step, enc, state, batch=len(c.src), beam=beam, max_len=c.max_len, alpha=opts.alpha,
+                   row_max_len=c.limits, **ids)
+        return r.tokens[:, 0], r.lengths[:, 0]
 
     return decode
 
@@ -125,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads)
     run = load_run(args.workdir, "best")
     pairs = run.task.read_splits([args.split], data_dir=args.data_dir, manual_dir=args.manual_dir)[args.split]
-    tmodel = build_torch(run.cfg)
-    tmodel.load_state_dict(flax_to_torch(run.cfg, run.params))
+    cfg = run.config.model
+    tmodel = build_torch(cfg)
+    tmodel.load_state_dict(flax_to_torch(cfg, run.params))
     tmodel.eval()
     with tempfile.TemporaryDirectory(prefix="s2s-decode-bench-") as tmp:
         out = Path(args.export_dir or tmp)
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         export_s = time.perf_counter() - start
         runtime = OrtTranslator.load(out, threads=args.ort_threads)
         print(machine_line())
-        print(f"{run.cfg.family} emb {run.cfg.emb_dim} hid {run.cfg.hid_dim} layers {run.cfg.n_layers}, "
+        print(f"{cfg.family} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}, "
               f"{args.split} sentences of {args.workdir}; torch {torch.__version__} with {torch.get_num_threads()} "
               f"threads, onnxruntime {ort.__version__} with {args.ort_threads} intra-op threads, XLA all cores; "
               f"ONNX export {export_s:.1f}s")
@@ -147,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             texts = [s for s, _ in pairs[: args.n_batch1 if batch == 1 else args.n]]
             src, src_lengths = run.task.encode_inputs(texts)
-            translator = Translator(run.cfg, run.params, run.task, batch)
-            for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=args.beam, alpha=args.alpha)):
-                decoders = {"JAX": jax_decoder(translator, opts), "torch": torch_decoder(tmodel, run.cfg, opts),
+            translator = Translator(cfg, run.params, run.task, batch)
+            for opts in (DecodeOptions(), DecodeOptions(beam=args.beam, alpha=args.alpha)):
+                decoders = {"JAX": jax_decoder(translator, opts), "torch": torch_decoder(tmodel, cfg, opts),
                             "ORT": ort_decoder(runtime, opts)}
                 first = next(translator.chunks(src, src_lengths))
                 for name in ("torch", "ORT"):

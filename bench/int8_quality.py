@@ -34,8 +34,8 @@ def sizes(out: Path) -> tuple[int, int]:
 
 def workdir_table(args: argparse.Namespace) -> None:
     """fp32 vs int8 BLEU of a trained workdir's export on its dataset's test split."""
-    from s2s_jax.evaluation import corpus_scores
-    from s2s_jax.workdir import load_run
+    from s2s_jax.run.evaluate import corpus_scores
+    from s2s_jax.run.workdir import load_run
 
     run = load_run(args.workdir, "best")
     pairs = run.task.read_splits([args.split])[args.split]
@@ -52,7 +52,8 @@ def workdir_table(args: argparse.Namespace) -> None:
             secs = time.perf_counter() - start
             bleu = corpus_scores(hyps, refs, pretokenized=run.task.pretokenized)["bleu"]
             rows.append((name, int8_size if int8 else fp32_size, bleu, secs))
-    print(f"# {datetime.date.today()}, {platform.machine()}; {args.workdir} (step {run.step}, {run.cfg.family}); "
+    print(f"# {datetime.date.today()}, {platform.machine()}; {args.workdir} (step {run.step}, "
+          f"{run.config.model.family}); "
           f"{args.split}, {len(pairs)} sentences, beam {args.beam}; command: python bench/int8_quality.py "
           f"--workdir {args.workdir} --beam {args.beam}")
     print(f"| graphs | size (MB) | size / fp32 | {args.split} BLEU | translate time (s) |")

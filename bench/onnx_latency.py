@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         def backends(src: np.ndarray, lengths: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
             def torch_eager() -> np.ndarray:
                 step, enc, state = graphs.numpy_stepper(tmodel, torch.from_numpy(src.astype(np.int64)),
-                                                        torch.from_numpy(lengths.astype(np.int64)))
-                return search.greedy_search(step, enc, state, batch=len(src), max_len=args.max_len, **ids)[0]
+                                                        torch.from_numpy(lengths.astype(np.int64)), args.max_len)
+                return search.search(step, enc, state, batch=len(src), max_len=args.max_len, **ids).tokens[:, 0]
 
             def jax_jit() -> np.ndarray:
                 return np.asarray(jax.block_until_ready(jax_decode(params, src, lengths))[0])

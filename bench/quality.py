@@ -130,7 +130,7 @@ def one_model(preset: str, args: argparse.Namespace) -> dict:
 def _param_count(workdir: Path) -> int:
     import jax
 
-    from s2s_jax.workdir import load_run
+    from s2s_jax.run.workdir import load_run
 
     run = load_run(workdir, "best")
     return sum(int(x.size) for x in jax.tree.leaves(run.params))

@@ -60,9 +60,9 @@ from torch_train import MaskedLoss, TorchTrainer, to_torch  # noqa: E402
 
 import torch_ref  # noqa: E402
 from s2s_jax import build_model, presets  # noqa: E402
-from s2s_jax.cli import parse_overrides  # noqa: E402
 from s2s_jax.config import ModelConfig  # noqa: E402
 from s2s_jax.data.batching import DEFAULT_BUCKETS  # noqa: E402
+from s2s_jax.run.overrides import parse_model_sets  # noqa: E402
 from s2s_jax.training.state import create_train_state  # noqa: E402
 from s2s_jax.training.steps import make_eval_step, make_optimizer, make_train_step  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
@@ -103,7 +103,7 @@ def model_config(preset: str, args: argparse.Namespace) -> ModelConfig:
     base = presets.get(preset)
     sizes = {k: max(1, getattr(base, k) // 2) for k in WIDTHS} if args.size == "half" else {}
     return presets.get(preset, src_vocab_size=args.vocab, tgt_vocab_size=args.vocab,
-                       **{**sizes, **parse_overrides(args.set)})
+                       **{**sizes, **parse_model_sets(args.set)})
 
 
 def describe(cfg: ModelConfig) -> str:

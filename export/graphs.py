@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
@@ -76,17 +77,24 @@ class DecoderStepGraph(nn.Module):
         return (torch.log_softmax(logits.float(), dim=-1), *pytree.tree_leaves(new_state))
 
 
-def numpy_stepper(model: nn.Module, src: torch.Tensor, src_lengths: torch.Tensor):
-    """(step, enc arrays, state arrays) for export.search over a torch model: the torch_ref side of the
-    token-identity tests and of bench/onnx_latency.py. `step` takes and returns numpy arrays."""
-    with torch.no_grad():
+def numpy_stepper(model: nn.Module, src: torch.Tensor, src_lengths: torch.Tensor,
+                  max_decode_len: int | None = None) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+    """(step, enc arrays, state arrays) for `export.search.search` over a torch model: torch_ref driven by the
+    same numpy search as the ONNX runtime (the token-identity tests, bench/decode.py, bench/onnx_latency.py).
+
+    `step(enc, token, state) -> (log_probs [N, V], state)` takes and returns numpy arrays, as the search's step
+    contract says; the conversions are zero-copy views (`torch.from_numpy`, `Tensor.numpy`), so what the search
+    adds over torch's own loop is its numpy arithmetic, which the ORT path runs too. `max_decode_len` sizes the
+    initial state as `init_decode_state(enc, max_decode_len)` does (a KV cache; other families ignore it)."""
+    with torch.inference_mode():
         enc = model.encode(src, src_lengths)
-        state = model.init_decode_state(enc)
+        state = model.init_decode_state(enc, max_decode_len)
     _, enc_leaves, enc_spec = flatten(enc, "enc")
     _, state_leaves, state_spec = flatten(state, "state")
 
-    def step(enc_arrays, token, state_arrays):
-        with torch.no_grad():
+    def step(enc_arrays: list[np.ndarray], token: np.ndarray,
+             state_arrays: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        with torch.inference_mode():
             enc_tree = pytree.tree_unflatten([torch.from_numpy(a) for a in enc_arrays], enc_spec)
             state_tree = pytree.tree_unflatten([torch.from_numpy(a) for a in state_arrays], state_spec)
             logits, new_state = contract_step(model, enc_tree, torch.from_numpy(token), state_tree)

@@ -300,10 +300,11 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
 def export_workdir(workdir: str | Path, out: str | Path, quantize: str | None = None,
                    which: str | int = "best") -> dict[str, Any]:
     """`s2s-jax export`: a checkpoint ("best", "latest" or a step) of a training workdir -> an ONNX export in `out`."""
-    from s2s_jax.workdir import load_run  # orbax only when a workdir is read
+    from s2s_jax.run.workdir import load_run  # orbax only when a workdir is read
 
     run = load_run(workdir, which)
-    return export_model(run.cfg, run.params, out, task=run.task, preset=run.training.get("preset"), quantize=quantize)
+    return export_model(run.config.model, run.params, out, task=run.task, preset=run.config.preset or None,
+                        quantize=quantize)
 
 
 def describe(manifest: dict[str, Any], out: str | Path) -> str:

@@ -4,9 +4,9 @@
     python -m export.runtime OUT "ein hund läuft ." [--beam 5]        (a model trained on text)
 
 `Translator.load(OUT)` reads model.json (written by export.onnx_export), opens
-`encoder.onnx` and `decoder_step.onnx`, and decodes batches with the numpy
-greedy/beam search of export/search.py, which reproduces s2s_jax.decoding
-token for token. The decoder state and encoder tensors are whatever model.json
+`encoder.onnx` and `decoder_step.onnx`, and decodes batches with `export.search.search`,
+the numpy twin of `s2s_jax.decoding.search` (same tokens, same scores; beam 1 is greedy
+in both). The decoder state and encoder tensors are whatever model.json
 names, always batch-first, so this file knows no model family. Text goes
 through the front end model.json's `tokenizer.type` names (`TOKENIZERS`),
 mirroring the training task: the addition format below, or for text tasks
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.search import Arrays, BeamResult, beam_search, greedy_search
+from export.search import Arrays, SearchResult, search
 from export.text import TextFrontEnd, TranslationError, Vocab
 
 MANIFEST_FILE = "model.json"
@@ -150,11 +150,12 @@ class Translator:
         return outputs[0], outputs[1:]
 
     def search(self, src: np.ndarray, src_lengths: np.ndarray, *, beam: int = 1, max_len: int | None = None,
-               alpha: float = 0.0, row_max_len: np.ndarray | None = None) -> BeamResult:
-        """n-best ids for a batch of ids: tokens [B, K, L], lengths [B, K], scores [B, K] (K = 1 for greedy).
+               alpha: float = 0.0, row_max_len: np.ndarray | None = None) -> SearchResult:
+        """n-best ids for a batch of ids: tokens [B, K, L], lengths [B, K], scores [B, K] (K = beam; 1 is greedy).
 
-        `row_max_len` [B]: each row's bound (eos forced on its last step); `max_len` then defaults to the
-        largest, capped by max_decode_steps, instead of model.json's max_decode_len."""
+        Scores are the length-penalised log-probs of `export.search` (greedy's too). `row_max_len` [B]: each
+        row's bound (eos forced on its last step); `max_len` then defaults to the largest, capped by
+        max_decode_steps, instead of model.json's max_decode_len."""
         if beam < 1:
             raise TranslationError(f"beam={beam} must be >= 1")
         steps = self.manifest.get("max_decode_steps")
@@ -168,13 +169,8 @@ class Translator:
             raise TranslationError(f"source length {src.shape[1]} exceeds this model's limit of {limit} tokens "
                                    "(max_src_len in model.json); split or shorten the input")
         enc, state = self.encode(src, src_lengths)
-        ids = dict(bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id)
-        if beam == 1:  # beam 1 is exactly greedy (s2s_jax.decoding.beam); greedy is cheaper
-            tokens, lengths = greedy_search(self.step, enc, state, batch=len(src), max_len=max_len,
-                                            row_max_len=row_max_len, **ids)
-            return BeamResult(tokens[:, None], lengths[:, None], np.full((len(src), 1), np.nan, np.float32))
-        return beam_search(self.step, enc, state, batch=len(src), beam=beam, max_len=max_len, alpha=alpha,
-                           row_max_len=row_max_len, **ids)
+        return search(self.step, enc, state, batch=len(src), beam=beam, max_len=max_len, bos_id=self.bos_id,
+                      eos_id=self.eos_id, pad_id=self.pad_id, alpha=alpha, row_max_len=row_max_len)
 
     # -- text ---------------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ def check_shared_encoder_step(cfg: ModelConfig, params: Any, batch: dict[str, np
     """A model whose family record says `shared_encoder` steps B * beam rows on the encoder output of its B
     sentences as on that output repeated per beam (what beam search would otherwise pass): max abs difference
     of the logits and next state over `steps` steps of random tokens (the state feeds the next step's logits)."""
-    from s2s_jax.decoding.beam import repeat_beams  # decoding builds on models; import late, as a leaf
+    from s2s_jax.decoding.search import repeat_beams  # decoding builds on models; import late, as a leaf
 
     model, variables = build_model(cfg), {"params": params}
     assert family(cfg).shared_encoder, f"{cfg.family} does not share its encoder output"

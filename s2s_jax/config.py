@@ -11,6 +11,8 @@ import dataclasses
 import json
 from typing import Any
 
+from s2s_jax.errors import ConfigError
+
 CELLS = ("rnn", "lstm", "gru")
 CONTEXTS = ("none", "cho", "d2l")
 PAD_FILLS = ("pad_id", "zero")
@@ -18,9 +20,7 @@ CONV_STYLES = ("bentrevett", "fconv")
 POSITIONS = ("learned", "sinusoidal")
 ATTENTIONS = ("additive", "location", "dot", "general", "concat")
 
-
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names it and lists what is valid."""
+__all__ = ["ConfigError", "ModelConfig", "check_keys"]
 
 
 @dataclasses.dataclass(frozen=True)

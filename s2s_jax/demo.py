@@ -20,10 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from s2s_jax.data.addition import AdditionTask
-from s2s_jax.decoding.greedy import make_greedy_decoder
-from s2s_jax.models import build_model
-from s2s_jax.training.config import OptimizerConfig
-from s2s_jax.training.loop import TrainConfig, config_for_task, evaluate, train
+from s2s_jax.run.config import DecodeOptions, OptimizerConfig, TrainConfig
+from s2s_jax.run.train import config_for_task, decode_heldout, train
 
 DEMO_OVERRIDES = {"reverse_source": True}
 DEMO_TRAINING = TrainConfig(steps=3000, batch_size=128, eval_every=1000, log_every=500)
@@ -60,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
 
         heldout = task.heldout_batch()
-        decoder = make_greedy_decoder(build_model(cfg), task.max_decode_len)
-        em, hits, tokens = evaluate(decoder, result.state.params, heldout, tc.eval_chunk)
+        tokens, hits = decode_heldout(cfg, result.state.params, task, DecodeOptions(), tc.eval_chunk)
+        em = float(hits.mean())
         wrong = list(np.flatnonzero(~hits)[: args.rows // 3])
         rows = wrong + [i for i in range(len(hits)) if hits[i]][: args.rows - len(wrong)]
         print("\n--- held-out predictions ---")

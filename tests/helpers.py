@@ -15,11 +15,10 @@ from torch_ref.parity import check_parity, check_torch_step_equals_full, torch_l
 
 
 def search_beams(cfg, params, batch, *, max_len: int, beam: int = 3, alpha: float = 0.6, shrink_rows: int = 0):
-    """Encode `batch` and beam-search it with the config's special ids (for comparing search variants)."""
+    """Encode `batch` and beam-search it with the config's special ids (for comparing search variants; the
+    family's hooks are read from its record at each call, so a test may patch the record)."""
     from s2s_jax import build_model
-    from s2s_jax.decoding.beam import beam_search
+    from s2s_jax.decoding.search import decode_source
 
-    model = build_model(cfg)
-    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
-    return beam_search(model, params, enc, beam=beam, max_len=max_len, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                       pad_id=cfg.pad_id, alpha=alpha, shrink_rows=shrink_rows)
+    return decode_source(build_model(cfg), params, batch["src"], batch["src_lengths"], beam=beam, max_len=max_len,
+                         alpha=alpha, shrink_rows=shrink_rows)

@@ -8,15 +8,15 @@ from typing import Any
 import jax
 
 from s2s_jax.config import ModelConfig
-from s2s_jax.decoding.beam import beam_search
-from s2s_jax.decoding.greedy import greedy_decode
+from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model
 
 
 @functools.cache
 def jax_fns(cfg: ModelConfig, max_len: int) -> tuple[Any, Any, Any, Any]:
-    """(encode -> (enc, state), step -> (log-probs, state), greedy, beam(p, src, lengths, beam, alpha)),
-    jitted and cached per config so each shape compiles once."""
+    """(encode -> (enc, state), step -> (log-probs, state), greedy(p, src, lengths), beam(p, src, lengths, beam,
+    alpha)), the last two `SearchResult`s of `s2s_jax.decoding.search`, jitted and cached per config so each shape
+    compiles once."""
     model = build_model(cfg)
     ids = dict(bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
 
@@ -30,8 +30,10 @@ def jax_fns(cfg: ModelConfig, max_len: int) -> tuple[Any, Any, Any, Any]:
 
     @functools.partial(jax.jit, static_argnames=("beam", "alpha"))
     def beam(p, src, lengths, beam, alpha):
-        enc = model.apply({"params": p}, src, lengths, method="encode")
-        return beam_search(model, p, enc, beam=beam, max_len=max_len, alpha=alpha, **ids)
+        return decode_source(model, p, src, lengths, beam=beam, max_len=max_len, alpha=alpha, **ids)
 
-    greedy = jax.jit(lambda p, src, lengths: greedy_decode(model, p, src, lengths, max_len=max_len, **ids))
+    @jax.jit
+    def greedy(p, src, lengths):  # beam 1: tokens [B, 1, L], lengths and scores [B, 1]
+        return decode_source(model, p, src, lengths, max_len=max_len, **ids)
+
     return jax.jit(encode), jax.jit(step), greedy, beam

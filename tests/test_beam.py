@@ -1,4 +1,5 @@
-"""Beam search: beam 1 is greedy, batch-independent, n-best ordered, never worse than greedy."""
+"""Beam search (`search` with beam > 1): the algorithm at beam 1 is greedy, batch-independent, n-best ordered,
+never worse than greedy."""
 
 import functools
 from typing import Any
@@ -11,8 +12,8 @@ import pytest
 
 from s2s_jax import build_model, presets
 from s2s_jax.checks import init_params, random_batch
-from s2s_jax.decoding.beam import beam_search, length_penalty, repeat_beams, stage_batches
-from s2s_jax.decoding.greedy import greedy_decode
+from s2s_jax.decoding.beam import beam_search
+from s2s_jax.decoding.search import decode_source, length_penalty, model_step, repeat_beams, stage_batches
 
 MAX_LEN = 14
 
@@ -62,9 +63,7 @@ def setup():
 
     @functools.partial(jax.jit, static_argnames=("beam", "alpha"))
     def beam(params, src, src_lengths, beam, alpha=0.0):
-        enc = model.apply({"params": params}, src, src_lengths, method="encode")
-        return beam_search(model, params, enc, beam=beam, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                           pad_id=cfg.pad_id, alpha=alpha)
+        return decode_source(model, params, src, src_lengths, beam=beam, max_len=MAX_LEN, alpha=alpha)
 
     return cfg, model, params, batch, beam
 
@@ -80,14 +79,25 @@ def sequence_logp(model, params, batch, tokens, lengths, cfg):
 
 
 def test_beam_one_equals_greedy(setup):
+    """The beam algorithm at K = 1 gives greedy's tokens and scores (so `search` may run greedy for beam 1)."""
     cfg, model, params, batch, beam = setup
-    g_tokens, g_lengths = greedy_decode(model, params, batch["src"], batch["src_lengths"], max_len=MAX_LEN,
-                                        bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
-    assert np.all(np.asarray(g_lengths) < MAX_LEN), "the test model should end every greedy row with eos"
-    assert len(set(np.asarray(g_lengths).tolist())) > 1, "the test needs rows of different lengths"
-    r = beam(params, batch["src"], batch["src_lengths"], beam=1)
-    np.testing.assert_array_equal(np.asarray(r.tokens[:, 0]), np.asarray(g_tokens))
-    np.testing.assert_array_equal(np.asarray(r.lengths[:, 0]), np.asarray(g_lengths))
+    greedy = beam(params, batch["src"], batch["src_lengths"], beam=1)  # search's beam 1: the greedy loop
+    g_lengths = np.asarray(greedy.lengths[:, 0])
+    assert np.all(g_lengths < MAX_LEN), "the test model should end every greedy row with eos"
+    assert len(set(g_lengths.tolist())) > 1, "the test needs rows of different lengths"
+
+    @jax.jit
+    def beam_algorithm_at_one(params, src, src_lengths):
+        v = {"params": params}
+        enc = model.apply(v, src, src_lengths, method="encode")
+        state = model.apply(v, enc, max_decode_len=MAX_LEN, method="init_decode_state")
+        return beam_search(enc=enc, state=state, batch=src.shape[0], beam=1, max_len=MAX_LEN, bos_id=cfg.bos_id,
+                           eos_id=cfg.eos_id, pad_id=cfg.pad_id, **model_step(model, params))
+
+    r = beam_algorithm_at_one(params, batch["src"], batch["src_lengths"])
+    np.testing.assert_array_equal(np.asarray(r.tokens[:, 0]), np.asarray(greedy.tokens[:, 0]))
+    np.testing.assert_array_equal(np.asarray(r.lengths[:, 0]), g_lengths)
+    np.testing.assert_allclose(np.asarray(r.scores), np.asarray(greedy.scores), rtol=1e-6)
 
 
 def test_scores_are_model_log_probs_and_nbest_is_sorted(setup):
@@ -132,12 +142,11 @@ def test_stage_batches_halve_down_to_shrink_rows():
 def test_dropping_finished_sentences_changes_nothing(setup, alpha):
     """Batch 8 searched in stages of 8, 4, 2 and 1 sentences gives what the whole batch to the end gives."""
     cfg, model, params, batch, _ = setup
-    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
     limit = jnp.asarray(batch["src_lengths"]) + 3
 
     def search(shrink_rows):
-        return beam_search(model, params, enc, beam=3, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                           pad_id=cfg.pad_id, alpha=alpha, row_max_len=limit, shrink_rows=shrink_rows)
+        return decode_source(model, params, batch["src"], batch["src_lengths"], beam=3, max_len=MAX_LEN, alpha=alpha,
+                             row_max_len=limit, shrink_rows=shrink_rows)
 
     whole, staged = search(0), search(1)
     assert len(set(np.asarray(whole.lengths).max(axis=1).tolist())) > 2  # sentences finish at different steps
@@ -147,10 +156,8 @@ def test_dropping_finished_sentences_changes_nothing(setup, alpha):
 
 def test_row_max_len_forces_eos(setup):
     cfg, model, params, batch, _ = setup
-    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
     limit = jnp.asarray(batch["src_lengths"]) + 1
-    r = beam_search(model, params, enc, beam=2, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                    pad_id=cfg.pad_id, row_max_len=limit)
+    r = decode_source(model, params, batch["src"], batch["src_lengths"], beam=2, max_len=MAX_LEN, row_max_len=limit)
     assert np.all(np.asarray(r.lengths) <= np.asarray(limit)[:, None])
 
 
@@ -168,8 +175,7 @@ def test_real_model_rows_do_not_depend_on_batch():
 
     @jax.jit
     def run(src, src_lengths):
-        enc = model.apply({"params": params}, src, src_lengths, method="encode")
-        return beam_search(model, params, enc, beam=3, max_len=6, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+        return decode_source(model, params, src, src_lengths, beam=3, max_len=6)
 
     full = run(batch["src"], batch["src_lengths"])
     for i in range(5):
@@ -183,6 +189,5 @@ def test_zero_width_state_tensors_are_gathered():
     batch = random_batch(cfg, seed=3, batch=3, src_len=5)
     params = init_params(cfg, batch, seed=1)
     model = build_model(cfg)
-    enc = model.apply({"params": params}, batch["src"], batch["src_lengths"], method="encode")
-    r = beam_search(model, params, enc, beam=3, max_len=4, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+    r = decode_source(model, params, batch["src"], batch["src_lengths"], beam=3, max_len=4)
     assert r.tokens.shape == (3, 3, 4)

@@ -7,11 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from s2s_jax.cli import main, parse_overrides
+from s2s_jax.cli import main
 from s2s_jax.config import ConfigError
 from s2s_jax.decoding.greedy import make_greedy_decoder
 from s2s_jax.models import build_model
-from s2s_jax.workdir import load_run
+from s2s_jax.run.overrides import parse_model_sets
+from s2s_jax.run.workdir import load_run
 
 TINY = ["--set", "emb_dim=8", "--set", "hid_dim=8", "--steps", "20", "--batch-size", "16", "--eval-every", "10"]
 
@@ -34,8 +35,8 @@ def _one_line_error(capsys, argv, message):
 
 def test_train_writes_a_complete_workdir(workdir, capsys):
     run = load_run(workdir)
-    assert run.cfg.hid_dim == 8 and run.cfg.reverse_source and run.step == 20
-    assert run.training["steps"] == 20 and run.task.settings()["digits"] == 2
+    assert run.config.model.hid_dim == 8 and run.config.model.reverse_source and run.step == 20
+    assert run.config.training.steps == 20 and run.task.settings()["digits"] == 2
 
 
 def test_translate_prints_the_greedy_answers(workdir, capsys, monkeypatch):
@@ -44,7 +45,7 @@ def test_translate_prints_the_greedy_answers(workdir, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     run = load_run(workdir)
     src, lengths = run.task.encode_inputs(inputs)
-    tokens, _ = make_greedy_decoder(build_model(run.cfg), run.task.max_decode_len)(run.params, src, lengths)
+    tokens, _ = make_greedy_decoder(build_model(run.config.model), run.task.max_decode_len)(run.params, src, lengths)
     assert lines == [run.task.decode_output(row) for row in np.asarray(tokens)]
     # The same from stdin, one problem per line; blank lines are skipped.
     monkeypatch.setattr(sys, "stdin", io.StringIO("12+35\n\n99+1\n3+4\n"))
@@ -54,7 +55,7 @@ def test_translate_prints_the_greedy_answers(workdir, capsys, monkeypatch):
 
 def _greedy_lines(run, inputs):
     src, lengths = run.task.encode_inputs(inputs)
-    tokens, _ = make_greedy_decoder(build_model(run.cfg), run.task.max_decode_len)(run.params, src, lengths)
+    tokens, _ = make_greedy_decoder(build_model(run.config.model), run.task.max_decode_len)(run.params, src, lengths)
     return [run.task.decode_output(row) for row in np.asarray(tokens)]
 
 
@@ -80,10 +81,10 @@ def test_presets_lists_names(capsys):
 
 
 def test_parse_overrides_types():
-    assert parse_overrides(["hid_dim=64", "cell=lstm", "dropout=0.25", "reverse_source=false"]) == {
+    assert parse_model_sets(["hid_dim=64", "cell=lstm", "dropout=0.25", "reverse_source=false"]) == {
         "hid_dim": 64, "cell": "lstm", "dropout": 0.25, "reverse_source": False}
     with pytest.raises(ConfigError, match="expected key=value"):
-        parse_overrides(["hid_dim"])
+        parse_model_sets(["hid_dim"])
 
 
 @pytest.mark.parametrize(

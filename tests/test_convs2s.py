@@ -1,6 +1,12 @@
-"""ConvS2S presets at tiny sizes: parity, incremental decoding == full pass, padding invariance, limits."""
+"""ConvS2S presets at tiny sizes beyond the model contract: causal padding, weight norm, limits, dropout, beams.
+
+Parity, incremental step == full pass over 50 steps (JAX and torch), padding invariance and the shared-encoder
+step of every preset (and of bentrevett-convs2s with pad_fill="zero") are in tests/contract/test_presets.py.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,15 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+import s2s_jax.models
 from s2s_jax import build_model, presets
 from s2s_jax.layers.conv import grad_multiply
-from s2s_jax.models.convs2s import ConvS2S
 from tests.helpers import (
-    check_padding_invariant,
-    check_parity,
-    check_shared_encoder_step,
-    check_step_equals_full,
-    check_torch_step_equals_full,
     init_params,
     logits_of,
     random_batch,
@@ -45,36 +46,13 @@ def case(request):
     return cfg, init_params(cfg, batch), batch
 
 
-def test_parity(case):
-    err, grad_rel = check_parity(*case)
-    print(f"{case[0].conv_style}/{case[0].pad_fill}: logits abs {err:.2e}, grads rel {grad_rel:.2e}")
-
-
-def test_step_equals_full_for_50_steps(case):
-    cfg, params, _ = case
-    err = check_step_equals_full(cfg, params, random_batch(cfg, seed=1, batch=3, src_len=6, tgt_len=50))
-    print(f"{cfg.conv_style}/{cfg.pad_fill}: step vs full over 50 steps {err:.2e}")
-
-
-def test_padding_invariant(case):
-    check_padding_invariant(*case)
-
-
-def test_torch_mirror_step_equals_full(case):
-    check_torch_step_equals_full(*case)
-
-
-def test_step_with_one_encoder_row_per_sentence_equals_repeated_rows(case):
-    """Beam search's shared encoder output: B sentences for B * K rows gives what K repeated copies give."""
-    cfg, params, batch = case
-    assert check_shared_encoder_step(cfg, params, batch) < 1e-5
-
-
 def test_beam_search_with_shared_encoder_and_shrinking_equals_plain_search(case, monkeypatch):
     cfg, params, _ = case
     batch = random_batch(cfg, seed=5, batch=4, src_len=7, tgt_len=2)
     fast = search_beams(cfg, params, batch, max_len=12, shrink_rows=1)
-    monkeypatch.setattr(ConvS2S, "beam_shared_encoder", False)
+    rec = s2s_jax.models.family(cfg)
+    assert rec.shared_encoder  # what `fast` used
+    monkeypatch.setitem(s2s_jax.models.FAMILIES, cfg.family, dataclasses.replace(rec, shared_encoder=False))
     plain = search_beams(cfg, params, batch, max_len=12)
     np.testing.assert_array_equal(fast.tokens, plain.tokens)
     np.testing.assert_allclose(fast.scores, plain.scores, rtol=1e-6)

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from s2s_jax.cli import main
-from s2s_jax.workdir import load_run
+from s2s_jax.run.workdir import load_run
 
 TINY = ["--digits", "1", "--steps", "4", "--batch-size", "8", "--eval-every", "0", "--log-every", "2",
         "--set", "emb_dim=4", "--set", "hid_dim=4"]

@@ -3,7 +3,7 @@
 import pytest
 
 from s2s_jax.errors import UserError
-from s2s_jax.evaluation import corpus_scores
+from s2s_jax.run.evaluate import corpus_scores
 
 REFS = ["a man in an orange hat .", "two dogs play in the snow ."]
 

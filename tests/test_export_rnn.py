@@ -27,7 +27,7 @@ from s2s_jax import presets
 from s2s_jax.checks import init_params, random_batch
 from s2s_jax.config import ModelConfig
 from s2s_jax.data.addition import AdditionTask
-from s2s_jax.decoding.greedy import greedy_decode
+from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model
 from tests.jax_reference import jax_fns as reference_fns
 from torch_ref.convert import flax_to_torch
@@ -57,8 +57,7 @@ def varied_params(cfg: ModelConfig, src: np.ndarray, lengths: np.ndarray) -> Any
     """Random params scaled x2.5, eos bias raised so eos wins at ~15% of the greedy path's steps."""
     model = build_model(cfg)
     params = jax.tree.map(lambda x: x * 2.5, init_params(cfg, random_batch(cfg, batch=2, src_len=5, tgt_len=3)))
-    tokens, _ = greedy_decode(model, params, src, lengths, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                              pad_id=cfg.pad_id)
+    tokens = decode_source(model, params, src, lengths, max_len=MAX_LEN).tokens[:, 0]
     tgt_in = jnp.concatenate([jnp.full((len(src), 1), cfg.bos_id), tokens[:, :-1]], axis=1)
     logits = model.apply({"params": params}, src, lengths, tgt_in)
     margin = jnp.max(logits.at[..., cfg.eos_id].set(-jnp.inf), axis=-1) - logits[..., cfg.eos_id]
@@ -148,25 +147,28 @@ def test_step_log_probs_match_jax(exported, batch):
 
 
 def torch_search(tmodel, src, lengths, **kwargs):
+    """torch_ref through the numpy search (`export.search.search`), the ONNX runtime's own search."""
     step, enc, state = graphs.numpy_stepper(tmodel, torch.from_numpy(src.astype(np.int64)),
-                                            torch.from_numpy(lengths.astype(np.int64)))
-    if "beam" in kwargs:
-        return search.beam_search(step, enc, state, batch=len(src), **kwargs)
-    return search.greedy_search(step, enc, state, batch=len(src), **kwargs)
+                                            torch.from_numpy(lengths.astype(np.int64)), kwargs["max_len"])
+    return search.search(step, enc, state, batch=len(src), **kwargs)
 
 
 def test_greedy_tokens_identical(exported):
     cfg = exported.cfg
     src, lengths = TASK.encode_inputs(PROBLEMS)
-    tokens_j, lengths_j = (np.asarray(x) for x in jax_fns(cfg)[2](exported.params, src, lengths))
+    res_j = jax_fns(cfg)[2](exported.params, src, lengths)
+    tokens_j, lengths_j, scores_j = (np.asarray(x)[:, 0] for x in res_j)
     assert len(set(lengths_j.tolist())) > 1, "fixture should give varied output lengths"
     ids = dict(max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
-    tokens_t, lengths_t = torch_search(exported.tmodel, src, lengths, **ids)
+    res_t = torch_search(exported.tmodel, src, lengths, **ids)
     ort_result = exported.translator.search(src, lengths, max_len=MAX_LEN)
-    np.testing.assert_array_equal(tokens_t, tokens_j)
-    np.testing.assert_array_equal(lengths_t, lengths_j)
+    np.testing.assert_array_equal(res_t.tokens[:, 0], tokens_j)
+    np.testing.assert_array_equal(res_t.lengths[:, 0], lengths_j)
     np.testing.assert_array_equal(ort_result.tokens[:, 0], tokens_j)
     np.testing.assert_array_equal(ort_result.lengths[:, 0], lengths_j)
+    assert np.all(np.isfinite(scores_j))  # greedy scores are log-probs, the same in all three
+    for res in (res_t, ort_result):
+        np.testing.assert_allclose(res.scores[:, 0], scores_j, atol=ATOL)
     expected = [TASK.decode_output(row) for row in tokens_j]
     assert exported.translator.translate(PROBLEMS, max_len=MAX_LEN) == expected
 

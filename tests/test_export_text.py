@@ -29,11 +29,11 @@ from s2s_jax.cli import main as cli_main
 from s2s_jax.data.tokenizers import load_tokenizer, make_tokenizer, save_tokenizer
 from s2s_jax.data.translation import TranslationTask
 from s2s_jax.models import build_model
-from s2s_jax.run.translate import DecodeOptions
+from s2s_jax.run.config import DataConfig, DecodeOptions, RunConfig
+from s2s_jax.run.train import config_for_task
 from s2s_jax.run.translate import Translator as JaxTranslator
-from s2s_jax.training.loop import config_for_task
+from s2s_jax.run.workdir import load_run, save_run
 from s2s_jax.training.state import create_train_state
-from s2s_jax.workdir import load_run, prepare, save_run
 
 WORDS = {"der": "the", "hund": "dog", "katze": "cat", "rot": "red", "blau": "blue", "grün": "green",
          "haus": "house", "baum": "tree", "läuft": "runs", "schläft": "sleeps", "klein": "small", "groß": "big"}
@@ -73,7 +73,7 @@ def text_workdir(path: Path, src: list[str], tgt: list[str], *, preset: str = "b
     task.fit(src, tgt)
     cfg = config_for_task(preset, task, dict(emb_dim=8, hid_dim=8, dropout=0.0))
     state = create_train_state(build_model(cfg), cfg, optax.adam(1e-3), 0, task.shape_batch())
-    save_run(prepare(path), cfg, {"preset": preset}, task, state)
+    save_run(path, RunConfig(model=cfg, data=DataConfig.of(task.settings()), preset=preset), task, state)
     return path
 
 
@@ -238,6 +238,7 @@ def test_spm_export_equals_jax(tmp_path):
     translator = Translator.load(tmp_path / "onnx")
     sentences = sentences_100()[::4]
     for beam in (1, 5):
-        opts = DecodeOptions("beam", beam=beam) if beam > 1 else DecodeOptions("greedy")
-        expected = JaxTranslator(run.cfg, run.params, run.task, batch_size=len(sentences)).translate(sentences, opts)
+        opts = DecodeOptions(beam=beam) if beam > 1 else DecodeOptions()
+        jax_translator = JaxTranslator(run.config.model, run.params, run.task, batch_size=len(sentences))
+        expected = jax_translator.translate(sentences, opts)
         assert translator.translate(sentences, beam=beam, batch_size=3) == expected

@@ -15,7 +15,8 @@ from s2s_jax.data.translation import TranslationTask
 from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model
-from s2s_jax.run.translate import DecodeOptions, Translator
+from s2s_jax.run.config import DecodeOptions
+from s2s_jax.run.translate import Translator
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TEXT = st.text(st.characters(codec="utf-8"), max_size=40)  # every code point UTF-8 can carry, surrogates excluded
@@ -94,7 +95,8 @@ def test_text_task_encoding(text_task, texts):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(texts=TEXTS, method=st.sampled_from(["greedy", "beam", "sample"]))
 def test_decoding_random_text(rnn_translator, texts, method):
-    _outputs_or_user_error(rnn_translator, texts, DecodeOptions(method=method, beam=2))
+    opts = DecodeOptions(beam=2 if method == "beam" else 1, sample=method == "sample")
+    _outputs_or_user_error(rnn_translator, texts, opts)
 
 
 def test_decoding_empty_and_very_long_lines(text_task, rnn_translator):

@@ -1,4 +1,5 @@
-"""Greedy decoding through the model contract: consistent with teacher forcing, stops and pads at eos."""
+"""Greedy decoding (`search` at beam 1) through the model contract: consistent with teacher forcing, stops and
+pads at eos."""
 
 import functools
 
@@ -8,7 +9,8 @@ import pytest
 
 from s2s_jax import build_model, presets
 from s2s_jax.checks import init_params, random_batch
-from s2s_jax.decoding.greedy import greedy_decode, make_greedy_decoder
+from s2s_jax.decoding.greedy import make_greedy_decoder
+from s2s_jax.decoding.search import decode_source
 from s2s_jax.models.rnn import RNNSeq2Seq
 
 MAX_LEN = 6
@@ -23,11 +25,11 @@ def _setup(preset: str = "addition-gru"):
     batch = random_batch(cfg, seed=0, batch=6, src_len=7)
     params = init_params(cfg, batch, seed=0)
     model = build_model(cfg)
-    decode = jax.jit(
-        lambda p, s, sl, eos: greedy_decode(model, p, s, sl, max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=eos,
-                                            pad_id=cfg.pad_id),
-        static_argnums=3,
-    )
+    def greedy(p, s, sl, eos):
+        r = decode_source(model, p, s, sl, max_len=MAX_LEN, eos_id=eos)
+        return r.tokens[:, 0], r.lengths[:, 0]
+
+    decode = jax.jit(greedy, static_argnums=3)
     return model, params, batch, decode
 
 

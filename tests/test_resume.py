@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
+from s2s_jax.run.workdir import load_run
 from s2s_jax.training.checkpoint import KILL_DURING_SAVE, read_manifest
-from s2s_jax.workdir import load_run
 
 # dropout on, so the dropout RNG must be restored too; log every step to compare the whole loss curve
 ARGS = ["--preset", "addition-gru", "--digits", "1", "--steps", "60", "--batch-size", "8", "--eval-every", "0",

@@ -5,22 +5,16 @@ import json
 import pytest
 
 from s2s_jax.cli import build_parser, main
+from s2s_jax.cli.train import run_from_args
 from s2s_jax.config import ConfigError
-from s2s_jax.data.addition import AdditionTask
 from s2s_jax.errors import UserError
-from s2s_jax.train_args import run_from_args
-from s2s_jax.training.config import RunConfig, split_overrides
-from s2s_jax.training.rundir import load_run_config
+from s2s_jax.run.config import RunConfig
+from s2s_jax.run.overrides import split_overrides
+from s2s_jax.run.workdir import load_run_config
 
 
 def _run(*argv):
-    args = build_parser().parse_args(["train", "--workdir", "/nonexistent/w", *argv])
-    defaults = build_parser().parse_args(["train", "--workdir", "/nonexistent/w"])
-
-    def make_task(a):
-        return AdditionTask(digits=a.digits, seed=a.seed)
-
-    return run_from_args(args, make_task, defaults)
+    return run_from_args(build_parser().parse_args(["train", "--workdir", "/nonexistent/w", *argv]))
 
 
 def test_layers_defaults_recipe_flags_and_set():

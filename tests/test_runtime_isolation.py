@@ -4,9 +4,10 @@ A small addition-gru run is saved as a real workdir (untrained: only the
 plumbing matters), exported with `export_workdir`, and `python -m
 export.runtime` is run in a subprocess whose `sitecustomize` makes importing
 any of those packages raise. Its output must equal the in-process Translator's,
-which must equal JAX greedy decoding of the same checkpoint. A text export
-(joint SentencePiece, untrained weights) is translated the same way, so the text
-front end (export/text.py, sentencepiece) needs none of them either.
+which must equal JAX greedy decoding (`search` at beam 1) of the same
+checkpoint. A text export (joint SentencePiece, untrained weights) is translated
+the same way, so the text front end (export/text.py, sentencepiece) needs none of
+them either.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import pytest
 from export.onnx_export import export_workdir
 from export.runtime import Translator
 from s2s_jax.data.addition import AdditionTask
-from s2s_jax.decoding.greedy import greedy_decode
+from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model
-from s2s_jax.training.loop import config_for_task
+from s2s_jax.run.config import DataConfig, RunConfig
+from s2s_jax.run.train import config_for_task
+from s2s_jax.run.workdir import load_run, save_run
 from s2s_jax.training.state import create_train_state
-from s2s_jax.workdir import load_run, prepare, save_run
 from tests.test_export_text import sentences_100, text_workdir, toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +57,8 @@ def export_dir(tmp_path_factory) -> tuple[Path, Path]:
     cfg = config_for_task("addition-gru", task, dict(emb_dim=8, hid_dim=8))
     model = build_model(cfg)
     state = create_train_state(model, cfg, optax.adam(1e-3), 0, task.train_batch(0, 4))
-    save_run(prepare(root / "run"), cfg, {"preset": "addition-gru"}, task, state)
+    save_run(root / "run", RunConfig(model=cfg, data=DataConfig.of(task.settings()), preset="addition-gru"),
+             task, state)
     export_workdir(root / "run", root / "onnx")
     return root / "run", root / "onnx"
 
@@ -88,10 +91,10 @@ def test_runtime_translates_without_jax_or_torch(export_dir, tmp_path, beam):
     if beam == 1:  # and the export decodes as the checkpoint does in JAX
         run = load_run(workdir)
         src, lengths = run.task.encode_inputs(TEXTS)
-        tokens, _ = jax.jit(lambda p, s, n: greedy_decode(
-            build_model(run.cfg), p, s, n, max_len=run.task.max_decode_len, bos_id=run.cfg.bos_id,
-            eos_id=run.cfg.eos_id, pad_id=run.cfg.pad_id))(run.params, src, lengths)
-        assert expected == [run.task.decode_output(row) for row in np.asarray(tokens)]
+        model = build_model(run.config.model)
+        r = jax.jit(lambda p, s, n: decode_source(model, p, s, n, max_len=run.task.max_decode_len))(run.params, src,
+                                                                                                   lengths)
+        assert expected == [run.task.decode_output(row) for row in np.asarray(r.tokens[:, 0])]
 
 
 def test_runtime_cli_reports_bad_input(export_dir, tmp_path):

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 
 from s2s_jax.cli import main
+from s2s_jax.run.workdir import load_run
 from s2s_jax.training.logs import read_jsonl
-from s2s_jax.workdir import load_run
 
 MESH_SCRIPT = textwrap.dedent("""
     import json
@@ -22,8 +22,8 @@ MESH_SCRIPT = textwrap.dedent("""
     from s2s_jax.data.addition import AdditionTask
     from s2s_jax.models import build_model
     from s2s_jax.training import sharding
-    from s2s_jax.training.config import OptimizerConfig
-    from s2s_jax.training.loop import config_for_task
+    from s2s_jax.run.config import OptimizerConfig
+    from s2s_jax.run.train import config_for_task
     from s2s_jax.training.schedules import make_optimizer_from
     from s2s_jax.training.state import create_train_state
     from s2s_jax.training.steps import make_train_step

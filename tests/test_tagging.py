@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from s2s_jax.data.tagging import FOODS, TOKENS, accuracy, describe, make_sequences, train_tagger
+from s2s_jax.tagging import FOODS, TOKENS, accuracy, describe, make_sequences, train_tagger
 
 
 def test_sequences_follow_the_rule():

@@ -12,8 +12,9 @@ from s2s_jax import build_model
 from s2s_jax.config import ConfigError
 from s2s_jax.data.addition import AdditionTask
 from s2s_jax.errors import UserError
-from s2s_jax.training.config import OptimizerConfig
-from s2s_jax.training.loop import TrainConfig, config_for_task, train
+from s2s_jax.run.config import OptimizerConfig, TrainConfig
+from s2s_jax.run.train import config_for_task, train
+from s2s_jax.run.workdir import load_run, load_run_config, save_run
 from s2s_jax.training.metrics import exact_match, sum_in_chunks
 from s2s_jax.training.state import create_train_state
 from s2s_jax.training.steps import (
@@ -24,7 +25,6 @@ from s2s_jax.training.steps import (
     target_is_max,
     target_mask,
 )
-from s2s_jax.workdir import load_run, prepare
 
 TINY = {"emb_dim": 8, "hid_dim": 16}
 
@@ -158,16 +158,16 @@ def test_loop_logs_evaluates_and_saves(trained):
 def test_workdir_round_trip(trained):
     workdir, cfg, result, _ = trained
     run = load_run(workdir)
-    assert run.cfg == cfg and run.step == 40 and run.task.settings() == {
+    assert run.config.model == cfg and run.step == 40 and run.task.settings() == {
         "name": "addition", "digits": 1, "seed": 0, "n_heldout": 10}
     for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(result.state.params), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 def test_workdir_errors(trained, tmp_path):
-    workdir, _, _, _ = trained
-    with pytest.raises(UserError, match="already holds a run"):
-        prepare(workdir)
+    workdir, _, result, _ = trained
+    with pytest.raises(UserError, match="already holds a run"):  # the writer never overwrites a run
+        save_run(workdir, load_run_config(workdir), AdditionTask(digits=1, n_heldout=10), result.state)
     with pytest.raises(UserError, match="does not exist"):
         load_run(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -9,13 +9,13 @@ import pytest
 
 from s2s_jax import build_model
 from s2s_jax.data.addition import AdditionTask
-from s2s_jax.training.config import OptimizerConfig, TrainConfig
-from s2s_jax.training.loop import config_for_task, train
+from s2s_jax.run.config import OptimizerConfig, TrainConfig
+from s2s_jax.run.train import config_for_task, train
+from s2s_jax.run.workdir import load_run
 from s2s_jax.training.schedules import make_optimizer_from, make_schedule
 from s2s_jax.training.state import create_train_state
 from s2s_jax.training.steps import make_train_step
 from s2s_jax.training.tb_events import EventWriter, crc32c
-from s2s_jax.workdir import load_run
 
 TASK = AdditionTask(digits=1, n_heldout=10)
 CFG = config_for_task("addition-gru", TASK, {"emb_dim": 8, "hid_dim": 16, "dropout": 0.0})

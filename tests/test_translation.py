@@ -1,5 +1,5 @@
 """Real-data path end to end on a tiny corpus: `train --data`, the Translator API (greedy, beam, sampling),
-`translate`/`evaluate` verbs, and torch_ref's decoding loops giving the JAX tokens."""
+`translate`/`evaluate` verbs, and torch_ref through the numpy search giving the JAX tokens."""
 
 import json
 
@@ -10,8 +10,9 @@ import pytest
 
 from s2s_jax.cli import main
 from s2s_jax.errors import UserError
-from s2s_jax.run.translate import DecodeOptions, Translator
-from s2s_jax.workdir import load_run
+from s2s_jax.run.config import DecodeOptions
+from s2s_jax.run.translate import Translator
+from s2s_jax.run.workdir import load_run
 
 WORDS = ["rot", "blau", "grün", "hund", "katze", "haus", "baum"]
 EN = {"rot": "red", "blau": "blue", "grün": "green", "hund": "dog", "katze": "cat", "haus": "house", "baum": "tree"}
@@ -46,7 +47,7 @@ def setup(workdir):
     run = load_run(workdir, "best")  # what the verbs load by default
     texts = corpus(24, 2)[0]
     src, src_lengths = run.task.encode_inputs(texts)
-    return run, Translator(run.cfg, run.params, run.task, batch_size=8), texts, src, src_lengths
+    return run, Translator(run.config.model, run.params, run.task, batch_size=8), texts, src, src_lengths
 
 
 def logprob(run, src, src_lengths, outputs):
@@ -57,8 +58,8 @@ def logprob(run, src, src_lengths, outputs):
     tgt = np.zeros((len(outputs), width), np.int32)
     for i, o in enumerate(outputs):
         tgt[i, : len(o)] = o
-    tgt_in = np.concatenate([np.full((len(outputs), 1), run.cfg.bos_id), tgt[:, :-1]], axis=1)
-    logits = build_model(run.cfg).apply({"params": run.params}, src, src_lengths, tgt_in)
+    tgt_in = np.concatenate([np.full((len(outputs), 1), run.config.model.bos_id), tgt[:, :-1]], axis=1)
+    logits = build_model(run.config.model).apply({"params": run.params}, src, src_lengths, tgt_in)
     logits = logits[0] if isinstance(logits, tuple) else logits
     picked = jnp.take_along_axis(jax.nn.log_softmax(logits), tgt[:, :, None], axis=2)[..., 0]
     mask = np.arange(width)[None, :] < np.array([len(o) for o in outputs])[:, None]
@@ -73,47 +74,64 @@ def test_workdir_keeps_tokenizer_and_vocab(workdir, setup):
 
 
 def test_beam_one_equals_greedy(setup):
+    """The Translator's beam 1 is the greedy loop; the beam algorithm at K = 1 over the same chunks (per-row
+    bounds included) gives the same tokens and scores."""
+    from s2s_jax.decoding.beam import beam_search
+    from s2s_jax.decoding.search import model_step
+    from s2s_jax.models import build_model
+
     run, tr, _, src, lengths = setup
-    greedy, _ = tr.decode_ids(src, lengths, DecodeOptions("greedy"))
-    beam1, _ = tr.decode_ids(src, lengths, DecodeOptions("beam", beam=1))
+    model, cfg = build_model(run.config.model), run.config.model
+    greedy, _ = tr.decode_ids(src, lengths, DecodeOptions())
     assert len({len(g) for g in greedy}) > 1, "the test needs outputs of different lengths"
-    assert all(np.array_equal(a, b) for a, b in zip(greedy, beam1, strict=True))
+    for c in tr.chunks(src, lengths):
+        tokens, out_lengths, scores = tr.decode_chunk(c, DecodeOptions(beam=1))
+        v = {"params": run.params}
+        enc = model.apply(v, c.src, c.src_lengths, method="encode")
+        state = model.apply(v, enc, max_decode_len=c.max_len, method="init_decode_state")
+        beam1 = beam_search(enc=enc, state=state, batch=len(c.src), beam=1, max_len=c.max_len, bos_id=cfg.bos_id,
+                            eos_id=cfg.eos_id, pad_id=cfg.pad_id, row_max_len=c.limits,
+                            **model_step(model, run.params))
+        np.testing.assert_array_equal(tokens, np.asarray(beam1.tokens[:, 0]))
+        np.testing.assert_array_equal(out_lengths, np.asarray(beam1.lengths[:, 0]))
+        np.testing.assert_allclose(scores, np.asarray(beam1.scores[:, 0]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("opts", [DecodeOptions("greedy"), DecodeOptions("beam", beam=3)])
+@pytest.mark.parametrize("opts", [DecodeOptions(), DecodeOptions(beam=3)])
 def test_rows_do_not_depend_on_their_batch(setup, opts):
     run, tr, _, src, lengths = setup
     full, _ = tr.decode_ids(src, lengths, opts)
     pick = np.array([5, 0, 17])
-    alone = Translator(run.cfg, run.params, run.task, batch_size=2)
+    alone = Translator(run.config.model, run.params, run.task, batch_size=2)
     part, _ = alone.decode_ids(src[pick], lengths[pick], opts)
     assert all(np.array_equal(part[i], full[j]) for i, j in enumerate(pick))
 
 
 def test_beam_five_never_scores_worse_than_greedy(setup):
     run, tr, _, src, lengths = setup
-    greedy, _ = tr.decode_ids(src, lengths, DecodeOptions("greedy"))
-    beam5, scores = tr.decode_ids(src, lengths, DecodeOptions("beam", beam=5))
+    greedy, g_scores = tr.decode_ids(src, lengths, DecodeOptions())
+    beam5, scores = tr.decode_ids(src, lengths, DecodeOptions(beam=5))
     g, b = logprob(run, src, lengths, greedy), logprob(run, src, lengths, beam5)
     np.testing.assert_allclose(scores, b, rtol=1e-4, atol=1e-4)  # alpha 0: the score is the log-prob
+    np.testing.assert_allclose(g_scores, g, rtol=1e-4, atol=1e-4)  # greedy's too (scores mean one thing)
     assert np.all(b >= g - 1e-4)
 
 
 def test_length_limit_is_relative_to_the_source(setup):
     run, tr, _, src, lengths = setup
-    for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=2), DecodeOptions("sample", seed=3)):
+    for opts in (DecodeOptions(), DecodeOptions(beam=2), DecodeOptions(sample=True, seed=3)):
         outs, _ = tr.decode_ids(src, lengths, opts)
         assert all(len(o) <= lim for o, lim in zip(outs, run.task.decode_limit(lengths), strict=True))
 
 
 def test_sampling_is_seeded_and_top1_is_greedy(setup):
     run, tr, texts, _, _ = setup
-    greedy = tr.translate(texts, DecodeOptions("greedy"))
-    assert tr.translate(texts, DecodeOptions("sample", top_k=1)) == greedy
-    hot = [tr.translate(texts, DecodeOptions("sample", temperature=5.0, seed=s)) for s in (1, 1, 2)]
+    greedy = tr.translate(texts, DecodeOptions())
+    assert tr.translate(texts, DecodeOptions(sample=True, top_k=1)) == greedy
+    hot = [tr.translate(texts, DecodeOptions(sample=True, temperature=5.0, seed=s)) for s in (1, 1, 2)]
     assert hot[0] == hot[1] and hot[0] != hot[2]
-    with pytest.raises(UserError, match="temperature > 0"):
-        DecodeOptions("sample", temperature=0.0)
+    with pytest.raises(UserError, match="temperature=0.0 must be a finite number > 0"):
+        DecodeOptions(sample=True, temperature=0.0)
 
 
 def test_translate_verb_reads_a_file_and_beams(workdir, setup, tmp_path, capsys):
@@ -121,7 +139,7 @@ def test_translate_verb_reads_a_file_and_beams(workdir, setup, tmp_path, capsys)
     (tmp_path / "in.txt").write_text("\n".join(texts[:5]) + "\n")
     assert main(["translate", "--workdir", str(workdir), "--input", str(tmp_path / "in.txt"), "--beam", "3",
                  "--batch-size", "8"]) == 0
-    assert capsys.readouterr().out.splitlines() == tr.translate(texts[:5], DecodeOptions("beam", beam=3))
+    assert capsys.readouterr().out.splitlines() == tr.translate(texts[:5], DecodeOptions(beam=3))
 
 
 def test_evaluate_verb_writes_hypotheses_and_scores(workdir, capsys):
@@ -139,13 +157,14 @@ def test_sources_padded_past_a_learned_position_table_still_translate(setup):
     from s2s_jax.checks import init_params, random_batch
 
     run = setup[0]
-    cfg = presets.get("bentrevett-transformer", src_vocab_size=run.cfg.src_vocab_size, hid_dim=8, emb_dim=8,
-                      tgt_vocab_size=run.cfg.tgt_vocab_size, n_layers=1, n_heads=2, ff_dim=16, max_len=12)
+    vocab = dict(src_vocab_size=run.config.model.src_vocab_size, tgt_vocab_size=run.config.model.tgt_vocab_size)
+    cfg = presets.get("bentrevett-transformer", **vocab, hid_dim=8, emb_dim=8, n_layers=1, n_heads=2, ff_dim=16,
+                      max_len=12)
     params = init_params(cfg, random_batch(cfg, src_len=6, tgt_len=4))
     tr = Translator(cfg, params, run.task, batch_size=4)
     texts = [" ".join(["rot"] * n) for n in (12, 3, 9)]
     assert run.task.encode_inputs(texts)[0].shape[1] == 16
-    for opts in (DecodeOptions("greedy"), DecodeOptions("beam", beam=2)):
+    for opts in (DecodeOptions(), DecodeOptions(beam=2)):
         outs, _ = tr.decode_ids(*run.task.encode_inputs(texts), opts)
         assert all(1 <= len(o) <= 12 for o in outs)
         # each sentence alone (narrower padding) decodes the same
@@ -156,7 +175,7 @@ def test_sources_padded_past_a_learned_position_table_still_translate(setup):
 
 
 def test_best_checkpoint_by_validation_bleu(workdir):
-    from s2s_jax.evaluation import corpus_scores
+    from s2s_jax.run.evaluate import corpus_scores
 
     history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     bleu = {h["step"]: h["bleu"] for h in history if "bleu" in h}
@@ -165,34 +184,37 @@ def test_best_checkpoint_by_validation_bleu(workdir):
     assert best.step == max(bleu, key=lambda s: (bleu[s], -s))  # ties keep the earlier step
     # the recorded score is sacreBLEU of greedy validation output, as `evaluate` would score it
     src, tgt = corpus(16, 1)
-    hyps = Translator(best.cfg, best.params, best.task, batch_size=8).translate(src, DecodeOptions("greedy"))
+    hyps = Translator(best.config.model, best.params, best.task, batch_size=8).translate(src, DecodeOptions())
     assert corpus_scores(hyps, tgt, pretokenized=best.task.pretokenized)["bleu"] == pytest.approx(bleu[best.step])
 
 
 def test_torch_ref_decoding_gives_the_jax_tokens(setup):
+    """torch_ref driven by the numpy search (`export.search.search`, the ONNX runtime's) gives the JAX tokens,
+    greedy and beam, under the task's per-row length limits, and the same scores."""
     torch = pytest.importorskip("torch")
+    from export.graphs import numpy_stepper
+    from export.search import search
     from torch_ref import build_model as build_torch
     from torch_ref.convert import flax_to_torch
-    from torch_ref.decoding import beam_search, greedy_decode
 
     run, tr, _, src, lengths = setup
-    tmodel = build_torch(run.cfg)
-    tmodel.load_state_dict(flax_to_torch(run.cfg, run.params))
+    tmodel = build_torch(run.config.model)
+    tmodel.load_state_dict(flax_to_torch(run.config.model, run.params))
     tmodel.eval()
     width = int(lengths.max())
     max_len, limits = tr._limits(width, lengths)
-    c = run.cfg
-    s, sl, lim = (torch.from_numpy(np.asarray(a)).long() for a in (src[:, :width], lengths, limits))
-    g_tokens, g_lengths = greedy_decode(tmodel, s, sl, max_len=max_len, bos_id=c.bos_id, eos_id=c.eos_id,
-                                        pad_id=c.pad_id, row_max_len=lim)
-    r = beam_search(tmodel, s, sl, beam=3, max_len=max_len, bos_id=c.bos_id, eos_id=c.eos_id, pad_id=c.pad_id,
-                    row_max_len=lim)
-    full = Translator(run.cfg, run.params, run.task, batch_size=len(src))
-    for opts, tokens, lens in ((DecodeOptions("greedy"), g_tokens, g_lengths),
-                               (DecodeOptions("beam", beam=3), r.tokens[:, 0], r.lengths[:, 0])):
-        jax_out, _ = full.decode_ids(src[:, :width], lengths, opts)
-        torch_out = [tokens[i, : lens[i]].numpy() for i in range(len(src))]
+    c = run.config.model
+    ids = dict(max_len=max_len, bos_id=c.bos_id, eos_id=c.eos_id, pad_id=c.pad_id, row_max_len=limits)
+    full = Translator(run.config.model, run.params, run.task, batch_size=len(src))
+    for opts, beam in ((DecodeOptions(), 1), (DecodeOptions(beam=3), 3)):
+        step, enc, state = numpy_stepper(tmodel, torch.from_numpy(np.asarray(src[:, :width])).long(),
+                                         torch.from_numpy(np.asarray(lengths)).long(), max_len)
+        r = search(step, enc, state, batch=len(src), beam=beam, **ids)
+        jax_out, jax_scores = full.decode_ids(src[:, :width], lengths, opts)
+        torch_out = [r.tokens[i, 0, : r.lengths[i, 0]] for i in range(len(src))]
         assert all(np.array_equal(a, b) for a, b in zip(jax_out, torch_out, strict=True)), opts.method
+        assert np.all(np.isfinite(r.scores[:, 0]))
+        np.testing.assert_allclose(r.scores[:, 0], jax_scores, rtol=1e-4, atol=1e-4)
 
 
 def test_decode_bench_gives_every_decoder_the_same_chunks(setup):
@@ -211,11 +233,12 @@ def test_decode_bench_gives_every_decoder_the_same_chunks(setup):
     spec.loader.exec_module(bench_decode)
 
     run, tr, _, src, lengths = setup
-    tmodel = build_torch(run.cfg)
-    tmodel.load_state_dict(flax_to_torch(run.cfg, run.params))
+    tmodel = build_torch(run.config.model)
+    tmodel.load_state_dict(flax_to_torch(run.config.model, run.params))
     tmodel.eval()
-    opts = DecodeOptions("beam", beam=3)
-    decoders = {"JAX": bench_decode.jax_decoder(tr, opts), "torch": bench_decode.torch_decoder(tmodel, run.cfg, opts)}
+    opts = DecodeOptions(beam=3)
+    decoders = {"JAX": bench_decode.jax_decoder(tr, opts),
+                "torch": bench_decode.torch_decoder(tmodel, run.config.model, opts)}
     times, outs = bench_decode.interleaved(tr, src, lengths, decoders)
     expected, _ = tr.decode_ids(src, lengths, opts)
     assert set(times) == {"JAX", "torch"} and all(t > 0 for t in times.values())

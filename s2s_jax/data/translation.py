@@ -31,7 +31,6 @@ from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import UserError
 
 TOKENIZER_FILE = "tokenizer.json"
-VOCAB_FILE = "vocab.json"
 
 
 class TranslationTask:
@@ -78,6 +77,8 @@ class TranslationTask:
         self.tgt_vocab: Vocab | None = None
         self._train: tuple[list[np.ndarray], list[np.ndarray]] | None = None
         self._heldout: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        # the held-out text pairs as read (validation BLEU scores against these, as `evaluate` does)
+        self.heldout_pairs: list[tuple[str, str]] | None = None
         self._batchers: dict[int, BucketBatcher] = {}
 
     def settings(self) -> dict[str, Any]:
@@ -105,6 +106,7 @@ class TranslationTask:
         task.fit([s for s, _ in train], [t for _, t in train])
         task._train = task._tokenize_pairs(train, drop_long=True, log=log)
         task._heldout = task._tokenize_pairs(heldout, drop_long=False, log=log)
+        task.heldout_pairs = list(heldout)
         log(f"{data}: {len(task._train[0])} training pairs, {len(task._heldout[0])} held out; vocab "
             f"{len(task.src_vocab)} source / {len(task.tgt_vocab)} target ({task.tokenizer_kind} tokens)")
         return task
@@ -161,23 +163,22 @@ class TranslationTask:
                     "tgt": save_tokenizer(self.tgt_tok, directory, "spm.tgt")}
         (directory / TOKENIZER_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
 
-    def load_files(self, directory: str | Path) -> None:
-        """Read the tokenizers and vocabs a training run saved in `directory`."""
+    def load_files(self, directory: str | Path, src_vocab: Vocab, tgt_vocab: Vocab) -> None:
+        """Read the tokenizers a training run saved in `directory`; the vocabs are the workdir's vocab.json, which
+        its one reader (`s2s_jax.run.workdir.read_vocab`) passes in."""
         directory = Path(directory)
         try:
             info = json.loads((directory / TOKENIZER_FILE).read_text(encoding="utf-8"))
-            vocabs = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise UserError(f"{e.filename} is missing; the workdir is incomplete") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{directory}: tokenizer or vocab file is not valid JSON ({e})") from None
+            raise UserError(f"{directory / TOKENIZER_FILE} is not valid JSON ({e})") from None
         try:
             self.src_tok = load_tokenizer(info["src"], directory)
             self.tgt_tok = self.src_tok if info["src"] == info["tgt"] else load_tokenizer(info["tgt"], directory)
-            self.src_vocab, self.tgt_vocab = Vocab.from_dict(vocabs["src"]), Vocab.from_dict(vocabs["tgt"])
         except (KeyError, TypeError) as e:
-            raise UserError(f"{directory / TOKENIZER_FILE} or {VOCAB_FILE} lacks {e}; the workdir is corrupt") \
-                from None
+            raise UserError(f"{directory / TOKENIZER_FILE} lacks {e}; the workdir is corrupt") from None
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
 
     def _require_fitted(self) -> None:
         if self.src_vocab is None or self.src_tok is None:

@@ -1,64 +1,37 @@
-"""Batched beam search as jitted `lax.while_loop`s, generic over model families.
+"""Batched beam search as jitted `lax.while_loop`s over a step function: the beam > 1 algorithm of `search`.
 
-Works through the model contract only (`init_decode_state`, `decode_step`), so
-every family gets it; a model may also define `reorder_decode_state(state,
-rows [B * K])` to reorder its own state more cheaply than a gather of every
-leaf (see `reorder_state`), and set `beam_shared_encoder = True` when its
-`decode_step` takes the encoder output of the B sentences with B * K rows of
-tokens and state (K consecutive rows a sentence), so it is not repeated K
-times. Each sentence keeps `beam` live hypotheses and `beam` finished ones;
-all arithmetic is per row, so a sentence's result does not depend on which
-other sentences share its batch, which is also what lets the search drop
-finished sentences as it goes (`shrink_rows`).
+Internal to `s2s_jax.decoding`: call `search.search(step, enc, state, beam=K, ...)`, which
+validates its arguments and sends beam > 1 here. The model is only a `step(enc, token,
+state) -> (log_probs, state)` function, so every family (and any toy) gets the same
+search; a family may reorder its own state more cheaply than a gather of every leaf
+(`reorder`, e.g. the Transformer's KV-cache prefix), and may take the encoder output
+of the B sentences with B * K rows of tokens and state (`shared_encoder`, K
+consecutive rows a sentence), so it is not repeated K times. Each sentence keeps
+`beam` live hypotheses and `beam` finished ones; all arithmetic is per row, so a
+sentence's result does not depend on which other sentences share its batch, which is
+also what lets the search drop finished sentences as it goes (`shrink_rows`).
 
 Scores are log-probabilities divided by the GNMT length penalty
 `((5 + length) / 6) ** alpha`, `length` counting generated tokens including eos.
-With alpha = 0 and beam = 1 this is exactly greedy decoding. The loop stops
-early once no live hypothesis of any row can still beat that row's worst
-finished one (log-probs only fall as sequences grow).
+With alpha = 0 and beam = 1 this algorithm is exactly greedy decoding (tokens and
+scores; `search` runs the cheaper greedy loop for beam 1). The loop stops early once
+no live hypothesis of any row can still beat that row's worst finished one (log-probs
+only fall as sequences grow).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.decoding.common import NEG_INF, SearchResult, length_penalty, repeat_beams, take_rows
 from s2s_jax.decoding.topk import top_k
-from s2s_jax.models import check_decode_len
 
-NEG_INF = -1.0e9
-
-
-class BeamResult(NamedTuple):
-    """n-best output per sentence, best first: tokens [B, K, L] (pad after eos), lengths [B, K]
-    (tokens up to and including eos), scores [B, K] (length-penalised log-probs)."""
-
-    tokens: jax.Array
-    lengths: jax.Array
-    scores: jax.Array
-
-
-def log_softmax(logits: jax.Array) -> jax.Array:
-    """log-softmax over the last axis as `logits - (max + log(sum(exp(logits - max))))`.
-
-    The same quantity as `jax.nn.log_softmax` (which rounds `(logits - max) - lse`), written so that XLA CPU does
-    not fuse the row max and the subtraction into the vocabulary projection's matmul: that fusion made a
-    [320, 512] x [512, 5921] projection plus log-softmax 7.5 ms instead of 5.9.
-    """
-    top = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    return logits - (top + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1, keepdims=True)))
-
-
-def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def repeat_beams(tree: Any, beam: int) -> Any:
-    """[B, ...] -> [B * beam, ...], each row repeated `beam` times (batch-first pytrees)."""
-    return jax.tree.map(lambda x: jnp.repeat(x, beam, axis=0), tree)
+StepFn = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
+ReorderFn = Callable[[Any, jax.Array], Any]
 
 
 def parent_rows(parents: jax.Array, beam: int) -> jax.Array:
@@ -66,19 +39,10 @@ def parent_rows(parents: jax.Array, beam: int) -> jax.Array:
     return (jnp.arange(parents.shape[0])[:, None] * beam + parents).reshape(-1)
 
 
-def reorder_state(model: nn.Module, variables: Any, state: Any, rows: jax.Array) -> Any:
-    """The decode state with row i taken from row rows[i]: the model's own `reorder_decode_state(state, rows)`
-    if it has one (the Transformer gathers only the KV-cache prefix written so far), else one take of whole
-    rows on axis 0 of every leaf (contiguous copies, no reshape: state arrays may have a 0-size axis)."""
-    if hasattr(model, "reorder_decode_state"):
-        return model.apply(variables, state, rows, method="reorder_decode_state")
-    return jax.tree.map(lambda x: jnp.take(x, rows, axis=0), state)
-
-
 class _Carry(NamedTuple):
     step: jax.Array
     limit: jax.Array  # [B] per-row bound on generated tokens
-    enc: Any  # encoder output, batch B * K
+    enc: Any  # encoder output, batch B * K (B when shared by a sentence's beams)
     live_tokens: jax.Array  # [B, K, L + 1], position 0 is bos
     live_logp: jax.Array  # [B, K]
     state: Any  # decode state, batch B * K
@@ -108,36 +72,32 @@ def _compact(c: _Carry, keep: jax.Array, beam: int, shared_encoder: bool) -> _Ca
 
 
 def beam_search(
-    model: nn.Module,
-    params: Any,
+    step: StepFn,
     enc: Any,
+    state: Any,
     *,
+    batch: int,
     beam: int,
     max_len: int,
     bos_id: int,
     eos_id: int,
-    pad_id: int = 0,
+    pad_id: int,
     alpha: float = 0.0,
     row_max_len: jax.Array | None = None,
+    reorder: ReorderFn | None = None,
+    shared_encoder: bool = False,
     shrink_rows: int = 8,
-) -> BeamResult:
-    """Beam search from encoder output `enc` (batch B). Call inside `jax.jit`.
+) -> SearchResult:
+    """Beam search from encoder output `enc` and initial decode state `state` (both batch B). Call inside `jax.jit`.
 
-    max_len: static bound on generated tokens (the output shape).
-    row_max_len: optional [B] per-sentence bound (e.g. a * src_len + b), <= max_len;
-        eos is forced at that position so no hypothesis runs past it.
-    shrink_rows: the search drops finished sentences from its batch, as fairseq does:
-        once no more than half of the rows can still improve, those rows move to a
-        loop over half the batch (then a quarter, ...), down to `shrink_rows`
-        sentences; 0 keeps the whole batch to the end. Each stage is one more
-        compiled loop; results are identical, since a finished row never changes.
+    See `search.search` for the arguments. shrink_rows: the search drops finished sentences
+    from its batch, as fairseq does: once no more than half of the rows can still improve,
+    those rows move to a loop over half the batch (then a quarter, ...), down to
+    `shrink_rows` sentences; 0 keeps the whole batch to the end. Each stage is one more
+    compiled loop; results are identical, since a finished row never changes.
     """
-    check_decode_len(model.cfg, max_len)
-    batch = jax.tree.leaves(enc)[0].shape[0]
-    variables = {"params": params}
-    # The initial state once per sentence (every family's is row-wise), repeated for the K beams.
-    init = model.apply(variables, enc, max_decode_len=max_len, method="init_decode_state")
-    shared = getattr(model, "beam_shared_encoder", False)  # decode_step takes B sentences' encoder output
+    reorder = take_rows if reorder is None else reorder
+    init = state  # once per sentence (every family's is row-wise), repeated for the K beams below
     limit = jnp.full((batch,), max_len, jnp.int32) if row_max_len is None else jnp.minimum(row_max_len, max_len)
 
     tokens = jnp.zeros((batch, beam, max_len + 1), jnp.int32).at[:, :, 0].set(bos_id)
@@ -146,7 +106,7 @@ def beam_search(
     carry = _Carry(
         step=jnp.array(0, jnp.int32),
         limit=limit.astype(jnp.int32),
-        enc=enc if shared else repeat_beams(enc, beam),
+        enc=enc if shared_encoder else repeat_beams(enc, beam),
         live_tokens=tokens,
         live_logp=live_logp,
         state=repeat_beams(init, beam),
@@ -165,20 +125,19 @@ def beam_search(
 
     def body(c: _Carry) -> _Carry:
         token = c.live_tokens[:, :, c.step].reshape(-1)
-        return advance(c, *model.apply(variables, c.enc, token, c.state, method="decode_step"))
+        return advance(c, *step(c.enc, token, c.state))
 
     def first(c: _Carry) -> _Carry:
         """Step 0. Every beam of a sentence holds bos and the same initial state, and only beam 0 is live, so
-        the model runs once per sentence and its logits and next state stand for all K beams (the beam search
-        of the K copies gives the same candidates): 1/K of that step's work."""
-        logits, state = model.apply(variables, enc, jnp.full((batch,), bos_id, jnp.int32), init,
-                                    method="decode_step")
-        return advance(c, repeat_beams(logits, beam), repeat_beams(state, beam))
+        the model runs once per sentence and its log-probs and next state stand for all K beams (the beam
+        search of the K copies gives the same candidates): 1/K of that step's work."""
+        logp, state = step(enc, jnp.full((batch,), bos_id, jnp.int32), init)
+        return advance(c, repeat_beams(logp, beam), repeat_beams(state, beam))
 
-    def advance(c: _Carry, logits: jax.Array, state: Any) -> _Carry:
-        """The search's update from one step's logits [rows * K, V] and the model's next state."""
+    def advance(c: _Carry, logp: jax.Array, state: Any) -> _Carry:
+        """The search's update from one step's log-probs [rows * K, V] and the model's next state."""
         rows = c.limit.shape[0]
-        logp = log_softmax(logits.astype(jnp.float32)).reshape(rows, beam, -1)
+        logp = logp.astype(jnp.float32).reshape(rows, beam, -1)
         vocab = logp.shape[-1]
         # On a row's last allowed step only eos may be chosen.
         last = (c.step + 1 >= c.limit)[:, None, None]
@@ -197,7 +156,7 @@ def beam_search(
         live_rank = jnp.where(is_eos, NEG_INF, top_logp)
         live_logp, pick = jax.lax.top_k(live_rank, beam)
         live_tokens = jnp.take_along_axis(new_tokens, pick[:, :, None], axis=1)
-        state = reorder_state(model, variables, state, parent_rows(jnp.take_along_axis(src_beam, pick, axis=1), beam))
+        state = reorder(state, parent_rows(jnp.take_along_axis(src_beam, pick, axis=1), beam))
 
         # Finished: candidates ending in eos among the top K (as fairseq does, which makes beam 1
         # exactly greedy), merged into the K best so far.
@@ -240,10 +199,10 @@ def beam_search(
             # The rows that can still improve first (stable, so in batch order), cut to the next size.
             keep = jnp.argsort(~can_improve(carry), stable=True)[:after]
             sentences = sentences[keep]
-            carry = _compact(carry, keep, beam, shared)
+            carry = _compact(carry, keep, beam, shared_encoder)
 
     done_tokens, done_scores, done_lengths = done
     tokens = done_tokens[:, :, 1:]
     positions = jnp.arange(max_len)[None, None, :]
     tokens = jnp.where(positions < done_lengths[:, :, None], tokens, pad_id)
-    return BeamResult(tokens=tokens, lengths=done_lengths, scores=done_scores)
+    return SearchResult(tokens=tokens, lengths=done_lengths, scores=done_scores)

@@ -6,71 +6,47 @@ dropped), each chunk's source padded to a bucket width, so a long file reuses a
 few compiled functions. Rows never influence each other, so a sentence's output
 does not depend on its chunk.
 
+Every method is `s2s_jax.decoding.search` (through `decode_source`): greedy is beam 1,
+sampling is beam 1 at a temperature, so `beam=1` is greedy here as in the ONNX runtime,
+and every method reports the same score, the length-penalised log-prob of its output.
+
 Length: when the task defines `decode_limit(src_lengths)` (a * len + b for text),
 each row stops there (eos forced, as in beam search); the static bound is that of
 the chunk's padded width, capped by the model's positions. Tasks without it
-(addition) decode up to their `max_decode_len`, greedy exactly as greedy.py.
+(addition) decode up to their `max_decode_len`, greedy exactly as `make_greedy_decoder`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from s2s_jax.config import ModelConfig
 from s2s_jax.data.batching import bucket_width
-from s2s_jax.decoding.beam import beam_search
-from s2s_jax.decoding.sampling import sample_decode
+from s2s_jax.decoding.search import decode_source
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model, target_limit
+from s2s_jax.run.config import DecodeOptions
 
-METHODS = ("greedy", "beam", "sample")
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeOptions:
-    """method: greedy | beam | sample. alpha: GNMT length penalty for beam search. temperature/top_k/seed: sampling."""
-
-    method: str = "greedy"
-    beam: int = 5
-    alpha: float = 0.0
-    temperature: float = 1.0
-    top_k: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UserError(f"decoding method {self.method!r} is not one of {METHODS}")
-        if self.beam < 1 or self.temperature <= 0 or self.top_k < 0:
-            raise UserError(f"need beam >= 1, temperature > 0, top_k >= 0 (got {self.beam}, {self.temperature}, "
-                            f"{self.top_k})")
+GREEDY = DecodeOptions()  # the default: beam 1
 
 
 @functools.lru_cache(maxsize=8)
-def _decoders(cfg: ModelConfig) -> tuple[Callable, Callable]:
-    """(beam, sample) jitted for `cfg`'s model, shared by every Translator of that config (compile once)."""
+def _decoder(cfg: ModelConfig) -> Callable:
+    """`search` over `cfg`'s model, jitted, shared by every Translator of that config (compile once per shape and
+    static options). Returns (tokens [B, L], lengths [B], scores [B]) of the best hypothesis."""
     model = build_model(cfg)
 
-    def beam_fn(params, src, src_lengths, limits, *, max_len, beam, alpha):
-        enc = model.apply({"params": params}, src, src_lengths, method="encode")
-        r = beam_search(model, params, enc, beam=beam, max_len=max_len, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
-                        pad_id=cfg.pad_id, alpha=alpha, row_max_len=limits)
+    def decode(params, src, src_lengths, limits, key, *, max_len, beam, alpha, temperature, top_k):
+        r = decode_source(model, params, src, src_lengths, max_len=max_len, beam=beam, alpha=alpha,
+                          row_max_len=limits, temperature=temperature, top_k=top_k, key=key)
         return r.tokens[:, 0], r.lengths[:, 0], r.scores[:, 0]
 
-    def sample_fn(params, src, src_lengths, limits, key, *, max_len, temperature, top_k):
-        tokens, lengths = sample_decode(model, params, src, src_lengths, key, max_len=max_len, bos_id=cfg.bos_id,
-                                        eos_id=cfg.eos_id, pad_id=cfg.pad_id, temperature=temperature, top_k=top_k,
-                                        row_max_len=limits)
-        return tokens, lengths, jnp.zeros(tokens.shape[0], jnp.float32)
-
-    return (jax.jit(beam_fn, static_argnames=("max_len", "beam", "alpha")),
-            jax.jit(sample_fn, static_argnames=("max_len", "temperature", "top_k")))
+    return jax.jit(decode, static_argnames=("max_len", "beam", "alpha", "temperature", "top_k"))
 
 
 class Chunk(NamedTuple):
@@ -93,7 +69,7 @@ class Translator:
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size} must be >= 1")
         self.cfg, self.params, self.task, self.batch_size = cfg, params, task, batch_size
-        self._beam, self._sample = _decoders(cfg)
+        self._decode = _decoder(cfg)
 
     def _limits(self, width: int, src_lengths: np.ndarray) -> tuple[int, np.ndarray | None]:
         """(static max_len for a chunk of this width, per-row limits or None when the task has no such rule)."""
@@ -137,22 +113,22 @@ class Translator:
             yield Chunk(start, rows, real, np.ascontiguousarray(src[rows, :width]), sl, max_len, limits)
 
     def decode_chunk(self, c: Chunk, opts: DecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk of `chunks`: (tokens [B, L], lengths [B] through eos, scores [B]) for all its rows."""
-        if opts.method == "beam":
-            out = self._beam(self.params, c.src, c.src_lengths, c.limits, max_len=c.max_len, beam=opts.beam,
-                             alpha=opts.alpha)
-        else:
-            temperature = 0.0 if opts.method == "greedy" else opts.temperature
-            key = jax.random.fold_in(jax.random.key(opts.seed), c.start)
-            out = self._sample(self.params, c.src, c.src_lengths, c.limits, key, max_len=c.max_len,
-                               temperature=temperature, top_k=opts.top_k)
+        """One chunk of `chunks`: (tokens [B, L], lengths [B] through eos, scores [B]) for all its rows.
+
+        Greedy and sampling are `search` at beam 1 (greedy: temperature 0), beam search at `opts.beam`."""
+        sample, beam = opts.sample, opts.beam
+        key = jax.random.fold_in(jax.random.key(opts.seed), c.start)
+        out = self._decode(self.params, c.src, c.src_lengths, c.limits, key, max_len=c.max_len, beam=beam,
+                           alpha=float(opts.alpha), temperature=float(opts.temperature) if sample else 0.0,
+                           top_k=int(opts.top_k) if sample else 0)
         tokens, lengths, scores = (np.asarray(x) for x in out)
         return tokens, lengths, scores
 
     def decode_ids(
-        self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = DecodeOptions()
+        self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = GREEDY
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Per row: output ids through eos (a list of int arrays), and the search score (beam; 0 otherwise)."""
+        """Per row: output ids through eos (a list of int arrays), and its search score (every method: the sum of
+        its tokens' log-probs over the length penalty ((5 + length) / 6) ** alpha)."""
         outputs: list[np.ndarray | None] = [None] * len(src)
         scores = np.zeros(len(src), np.float32)
         for c in self.chunks(src, src_lengths):
@@ -162,7 +138,7 @@ class Translator:
                 scores[c.rows[j]] = sc[j]
         return outputs, scores  # type: ignore[return-value]
 
-    def translate(self, texts: Sequence[str], opts: DecodeOptions = DecodeOptions()) -> list[str]:
+    def translate(self, texts: Sequence[str], opts: DecodeOptions = GREEDY) -> list[str]:
         """Translations of `texts`, in order; every input is checked before anything is decoded."""
         if not texts:
             return []

@@ -2,9 +2,11 @@
 
 nanoGPT style: one Python loop over steps; batches are a pure function of (task
 seed, step), so a checkpoint's data position is its step; everything heavy is in
-the jitted step. The pieces live next door: run config (`config`), optimizer and
-schedules (`schedules`), mesh and data parallelism (`sharding`), checkpoints and
-resuming (`checkpoint`, `rundir`), reports (`logs`).
+the jitted step. The pieces live next door: the optimizer and loop settings
+(`options`), optimizer and schedules (`schedules`), mesh and data parallelism
+(`sharding`), checkpoints and resuming (`checkpoint`), reports (`logs`). What a
+run is and where it lives (config.json, the workdir) is `s2s_jax.run`'s, which
+calls this loop.
 """
 
 from __future__ import annotations
@@ -21,45 +23,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from s2s_jax import presets
-from s2s_jax.config import ConfigError, ModelConfig
-from s2s_jax.decoding.greedy import make_greedy_decoder
+from s2s_jax.config import ModelConfig
 from s2s_jax.errors import UserError
 from s2s_jax.models import build_model, target_limit
-from s2s_jax.run.translate import DecodeOptions
 from s2s_jax.training import sharding
-from s2s_jax.training.config import BEST_METRICS, DataConfig, OptimizerConfig, RunConfig, TrainConfig
 from s2s_jax.training.logs import RunLog
-from s2s_jax.training.metrics import decode_in_chunks, exact_match, sum_in_chunks
+from s2s_jax.training.metrics import sum_in_chunks
+from s2s_jax.training.options import BEST_METRICS, OptimizerConfig, TrainConfig
 from s2s_jax.training.schedules import make_optimizer_from
 from s2s_jax.training.state import TrainState, create_train_state
 from s2s_jax.training.steps import make_eval_step, make_train_step
 
-__all__ = ["TrainConfig", "TrainResult", "config_for_task", "evaluate", "train", "train_run"]
+__all__ = ["TrainResult", "Validate", "checkpoint_meta", "train_loop"]
 
-TASK_KEYS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
-
-
-def config_for_task(preset: str, task: Any, overrides: dict[str, Any] | None = None) -> ModelConfig:
-    """The preset's config with `overrides`, and vocab sizes and special ids taken from the task's vocabs."""
-    overrides = dict(overrides or {})
-    clash = sorted(set(overrides) & set(TASK_KEYS))
-    if clash:
-        raise ConfigError(f"{clash} come from the task's vocabulary and cannot be overridden")
-    src, tgt = task.src_vocab, task.tgt_vocab
-    data = dict(
-        src_vocab_size=len(src), tgt_vocab_size=len(tgt), pad_id=tgt.pad_id, bos_id=tgt.bos_id, eos_id=tgt.eos_id
-    )
-    return presets.get(preset, **overrides, **data)
-
-
-def evaluate(
-    decoder: Callable, params: Any, batch: dict[str, np.ndarray], chunk: int
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """(exact-match fraction, per-row hits [B], greedy tokens [B, T]) of greedy decoding on `batch`."""
-    tokens, lengths = decode_in_chunks(decoder, params, batch["src"], batch["src_lengths"], chunk)
-    hits = exact_match(tokens, lengths, batch["tgt_out"], batch["tgt_lengths"])
-    return float(hits.mean()), hits, tokens
+# params -> {"exact_match": ..., maybe "bleu": ...}: the held-out decoding metrics, computed by the caller
+# (s2s_jax.run.train decodes through the same translation path as `s2s-jax evaluate`).
+Validate = Callable[[Any], dict[str, float]]
 
 
 @dataclasses.dataclass
@@ -72,46 +51,27 @@ class TrainResult:
     train_log: list[dict[str, float]] = dataclasses.field(default_factory=list)  # this call's train.jsonl records
 
 
-def train(
-    cfg: ModelConfig,
-    task: Any,
-    tc: TrainConfig,
-    workdir: str | Path | None = None,
-    log: Callable[[str], None] = print,
-    *,
-    optimizer: OptimizerConfig | None = None,
-    decoding: DecodeOptions | None = None,
-    preset: str = "",
-    progress: bool = False,
+def train_loop(
+    cfg: ModelConfig, task: Any, optimizer: OptimizerConfig, tc: TrainConfig, path: Path | None = None,
+    log: Callable[[str], None] = print, *, validate: Validate | None = None, saved_config: dict[str, Any] | None = None,
+    progress: bool = False, mesh: Mesh | None = None,
 ) -> TrainResult:
-    """Train `cfg` on `task` for `tc.steps` steps; with `workdir`, checkpoint there, resuming what is there."""
-    run = RunConfig(model=cfg, data=DataConfig.of(task.settings()), optimizer=optimizer or OptimizerConfig(),
-                    training=tc, decoding=decoding or DecodeOptions(), preset=preset)
-    return train_run(run, task, workdir, log, progress=progress)
-
-
-def train_run(
-    run: RunConfig, task: Any, workdir: str | Path | None = None, log: Callable[[str], None] = print,
-    *, progress: bool = False, mesh: Mesh | None = None,
-) -> TrainResult:
-    """The loop. A workdir holding this run's config resumes from its latest checkpoint, exactly: params,
-    optimizer state, step, dropout RNG, data position and early-stopping state all come from the checkpoint.
-    mesh: the devices to train on (default: a `data` mesh over all devices of all processes)."""
-    cfg, tc = run.model, run.training
+    """The loop. `path`: a workdir already set up for this run (`s2s_jax.run.workdir.open_for_training`); what it
+    holds is resumed from its latest checkpoint, exactly: params, optimizer state, step, dropout RNG, data position
+    and early-stopping state all come from the checkpoint. `validate(params)` gives the held-out decoding metrics
+    at each evaluation (the loop adds the teacher-forced loss); `saved_config` is the run config stored in each
+    checkpoint's meta. mesh: the devices to train on (default: a `data` mesh over all devices of all processes)."""
     mesh = mesh or sharding.make_mesh()
     sharding.check_batch(tc.batch_size, tc.grad_accum, mesh)
     _check_positions(cfg, task, tc.batch_size)
     primary = sharding.is_primary()
-    path, ckpt = None, None
-    if workdir is not None:
+    ckpt = None
+    if path is not None:
         from s2s_jax.training.checkpoint import Checkpoints  # orbax is imported only when a run is saved
-        from s2s_jax.training.rundir import open_for_training
 
-        path, _ = open_for_training(workdir, run, task, primary)
-        sharding.barrier("s2s_jax.workdir")
         ckpt = Checkpoints(path, keep=tc.keep, metric=tc.best_metric, mode=BEST_METRICS[tc.best_metric])
     model = build_model(cfg)
-    tx, schedule = make_optimizer_from(run.optimizer, tc.steps)
+    tx, schedule = make_optimizer_from(optimizer, tc.steps)
     state = create_train_state(model, cfg, tx, tc.seed, task.train_batch(0, tc.batch_size))
     state_sh = sharding.state_sharding(state, mesh, tc.shard_params)
     state = sharding.place(state, state_sh)
@@ -121,11 +81,10 @@ def train_run(
         state, start = _restore(ckpt, state, state_sh, stopper, task, tc)
     runlog = RunLog(path, start_step=start, total_steps=tc.steps, primary=primary, progress=progress, log=log)
     batch_sh = sharding.batch_sharding(mesh)
-    train_step = make_train_step(model, tx, run.optimizer.label_smoothing, accum_steps=tc.grad_accum,
+    train_step = make_train_step(model, tx, optimizer.label_smoothing, accum_steps=tc.grad_accum,
                                  compute_dtype=jnp.bfloat16 if tc.precision == "bf16" else None,
                                  shardings=(state_sh, batch_sh, sharding.replicated(mesh)))
-    eval_step = make_eval_step(model, run.optimizer.label_smoothing)
-    decoder = make_greedy_decoder(model, task.max_decode_len)
+    eval_step = make_eval_step(model, optimizer.label_smoothing)
     heldout = task.heldout_batch()
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     runlog.line(f"model {cfg.family}/{cfg.cell} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
@@ -137,7 +96,7 @@ def train_run(
     begin = time.perf_counter()
     deadline = begin + 60.0 * tc.minutes if tc.minutes else math.inf
     meter = _Meter(start)
-    em = runlog.history[-1]["exact_match"] if runlog.history else 0.0
+    em = runlog.history[-1].get("exact_match", 0.0) if runlog.history else 0.0
     stopped = "done" if start >= tc.steps else ""
     if stopped:
         runlog.line(f"nothing to do: {path} is already trained to step {start}")
@@ -158,9 +117,11 @@ def train_run(
                 _check_finite(jax.device_get(meter.pending), meter.step, ckpt)  # only finite states are saved
             record, stop_early = None, False
             if evaluate_now:
-                record = {"step": step, **_heldout_metrics(decoder, eval_step, sharding.to_host(state.params),
-                                                           heldout, task, tc)}
-                em = record["exact_match"]
+                params = sharding.to_host(state.params)
+                ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
+                record = {"step": step, **(validate(params) if validate else {}),
+                          "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
+                em = record.get("exact_match", em)
                 stop_early = stopper.update(step, record)
                 runlog.eval(record)
                 runlog.line(f"eval step {step}: held-out exact match {em:.2%} of {len(heldout['src'])}, "
@@ -169,7 +130,8 @@ def train_run(
                             + f"  ({time.perf_counter() - begin:.0f}s)")
                 meter.tick = time.perf_counter()  # keep evaluation time out of the steps/s figure
             if save_now:
-                ckpt.save(step, state, _meta(step, state, run, task, stopper), metrics=record)
+                meta = checkpoint_meta(step, state, tc, task, stopper.state(), saved_config)
+                ckpt.save(step, state, meta, metrics=record)
             if stop_early:
                 runlog.line(f"early stopping at step {step}: {tc.best_metric} did not improve for {tc.patience} "
                             f"evaluations (best {stopper.best:.4g} at step {stopper.best_step})")
@@ -227,20 +189,6 @@ def _report(runlog: RunLog, meter: _Meter, step: int, tc: TrainConfig, schedule:
                 f"{record['tokens_per_s']:,.0f} tokens/s")
 
 
-def _heldout_metrics(decoder: Callable, eval_step: Callable, params: Any, heldout: dict[str, np.ndarray], task: Any,
-                     tc: TrainConfig) -> dict[str, float]:
-    em, _, tokens = evaluate(decoder, params, heldout, tc.eval_chunk)
-    ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
-    out = {"exact_match": em, "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
-    if tc.best_metric == "bleu":  # scored like `s2s-jax evaluate` (no second tokenization of tokenized text)
-        from s2s_jax.evaluation import corpus_scores
-
-        hyps = [task.decode_output(row) for row in tokens]
-        refs = [task.decode_output(row) for row in heldout["tgt_out"]]
-        out["bleu"] = float(corpus_scores(hyps, refs, pretokenized=bool(getattr(task, "pretokenized", False)))["bleu"])
-    return out
-
-
 class _EarlyStop:
     """The best value of the validation metric so far, and how many evaluations since it last improved."""
 
@@ -276,11 +224,16 @@ def data_position(task: Any, batch_size: int, step: int) -> dict[str, int]:
     return pos
 
 
-def _meta(step: int, state: TrainState, run: RunConfig, task: Any, stopper: _EarlyStop) -> dict[str, Any]:
+def checkpoint_meta(step: int, state: TrainState, tc: TrainConfig, task: Any, early_stopping: dict[str, Any],
+                    saved_config: dict[str, Any] | None, data: dict[str, int] | None = None) -> dict[str, Any]:
+    """The `meta` item of a checkpoint: what resuming needs beside params and optimizer state. `data`: the data
+    position, by default where the task's stream is after `step` steps (a task without training data, whose
+    weights come from elsewhere, passes {"batches": step})."""
     from s2s_jax.training.checkpoint import rng_to_json
 
-    return {"step": step, "rng": rng_to_json(state.rng), "data": data_position(task, run.training.batch_size, step),
-            "early_stopping": stopper.state(), "config": run.to_dict(),
+    data = data_position(task, tc.batch_size, step) if data is None else data
+    return {"step": step, "rng": rng_to_json(state.rng), "data": data,
+            "early_stopping": early_stopping, "config": saved_config,
             "vocab": {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()}}
 
 
@@ -289,7 +242,7 @@ def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: _EarlyStop, t
     step = int(ckpt.latest)
     params, opt_state, meta = ckpt.restore(step, state)
     saved, now = meta.get("data"), data_position(task, tc.batch_size, step)
-    if saved is not None and saved != now:
+    if saved is not None and any(now.get(k, v) != v for k, v in saved.items()):
         raise UserError(f"the checkpoint of step {step} in {ckpt.workdir} is at data position {saved}, but the data "
                         f"now gives {now}: the training data changed since; resume with the original data or "
                         "train in a new --workdir")

@@ -20,26 +20,6 @@ def exact_match(pred: np.ndarray, pred_lengths: np.ndarray, tgt: np.ndarray, tgt
     return same & (pred_lengths == tgt_lengths)
 
 
-def decode_in_chunks(
-    decoder: Callable[..., tuple[Any, Any]], params: Any, src: np.ndarray, src_lengths: np.ndarray, chunk: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run a jitted decoder over `src` in fixed-size chunks (the last one padded with copies of row 0),
-    so every call has the same shape and compiles once."""
-    n = len(src)
-    chunk = min(chunk, n)
-    tokens, lengths = [], []
-    for start in range(0, n, chunk):
-        s, sl = src[start : start + chunk], src_lengths[start : start + chunk]
-        real = len(s)
-        if real < chunk:
-            s = np.concatenate([s, np.repeat(s[:1], chunk - real, axis=0)])
-            sl = np.concatenate([sl, np.repeat(sl[:1], chunk - real)])
-        t, length = decoder(params, s, sl)
-        tokens.append(np.asarray(t)[:real])
-        lengths.append(np.asarray(length)[:real])
-    return np.concatenate(tokens), np.concatenate(lengths)
-
-
 def sum_in_chunks(
     step: Callable[[Any, dict[str, np.ndarray]], dict[str, Any]], params: Any, batch: dict[str, np.ndarray], chunk: int
 ) -> dict[str, float]:

@@ -6,6 +6,9 @@ A sequence is the first day's food followed by one weather token per later day;
 its tags are the food of every day (day 0 included, trivially). Solving it needs
 a hidden state that counts rainy days modulo 3: the smallest real test that a
 recurrent cell carries state, which is why it checks all three cells.
+
+It lives at the package top level, not in `s2s_jax.data`, because it holds a
+model and a trainer (data/ never imports layers/ or models/).
 """
 
 from __future__ import annotations

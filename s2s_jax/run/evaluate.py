@@ -1,4 +1,4 @@
-"""Corpus BLEU and chrF with sacreBLEU on detokenized output, and the `evaluate` verb's files.
+"""Corpus BLEU and chrF with sacreBLEU on detokenized output, and the `evaluate` entry point's files.
 
 Hypotheses are compared with the dataset's own reference text. For data that is
 already tokenized (Multi30k `lc.norm.tok`) sacreBLEU must not tokenize again:
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2s_jax.errors import UserError
+from s2s_jax.run.config import DecodeOptions
 
 
 def corpus_scores(hypotheses: list[str], references: list[str], *, pretokenized: bool,
@@ -37,13 +38,21 @@ def corpus_scores(hypotheses: list[str], references: list[str], *, pretokenized:
     }
 
 
+def reference_lowercase(task: Any) -> bool:
+    """Whether BLEU ignores case: the model was trained on lowercased targets."""
+    return bool(getattr(getattr(task, "tgt_tok", None), "lowercase", False))
+
+
 def evaluate_split(
-    run: Any, split: str, opts: Any, out_dir: str | Path, *, batch_size: int = 64, limit: int | None = None,
-    data_dir: str | None = None, manual_dir: str | None = None, log: Any = print,
+    run: Any, split: str, opts: DecodeOptions | None, out_dir: str | Path, *, batch_size: int = 64,
+    limit: int | None = None, data_dir: str | None = None, manual_dir: str | None = None, log: Any = print,
 ) -> dict[str, Any]:
-    """Translate `split` of the run's dataset, write `{split}.{tag}.hyp` (one line per source, in order) and
-    `{split}.{tag}.json` (scores and settings) under `out_dir`, and return the scores."""
+    """Translate `split` of the run's dataset (a `workdir.Run`), write `{split}.{tag}.hyp` (one line per source, in
+    order) and `{split}.{tag}.json` (scores and settings) under `out_dir`, and return the scores. `opts`: the
+    decoding options (default: the run's decoding section)."""
     from s2s_jax.run.translate import Translator
+
+    opts = run.config.decoding if opts is None else opts
 
     task = run.task
     if not hasattr(task, "read_splits"):
@@ -53,10 +62,9 @@ def evaluate_split(
         pairs = pairs[:limit]
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     start = time.perf_counter()
-    hypotheses = Translator(run.cfg, run.params, task, batch_size).translate(sources, opts)
+    hypotheses = Translator(run.config.model, run.params, task, batch_size).translate(sources, opts)
     seconds = time.perf_counter() - start
-    scores = corpus_scores(hypotheses, references, pretokenized=task.pretokenized,
-                           lowercase=bool(getattr(task.tgt_tok, "lowercase", False)))
+    scores = corpus_scores(hypotheses, references, pretokenized=task.pretokenized, lowercase=reference_lowercase(task))
     tag = f"beam{opts.beam}" if opts.method == "beam" else opts.method
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,8 +72,7 @@ def evaluate_split(
     hyp_path.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
     result = {
         "split": split, "data": task.data, "sentences": len(pairs), "step": run.step,
-        "decoding": {"method": opts.method, "beam": opts.beam, "alpha": opts.alpha} if opts.method == "beam"
-        else {"method": opts.method}, **scores, "seconds": round(seconds, 2),
+        "decoding": {"method": opts.method, **opts.to_dict()}, **scores, "seconds": round(seconds, 2),
         "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1), "hypotheses": str(hyp_path),
     }
     (out_dir / f"{split}.{tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,51 @@
+"""The verbs beside training and translation: `presets`, `export`, `parity`, `plot`.
+
+`export` and `parity` are the only verbs that load torch (torch_ref, export), and only when called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from s2s_jax import presets
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    width = max(map(len, presets.names())) + 2
+    for name in presets.names():
+        p = presets.PRESETS[name]
+        info = ", ".join(f"{k}={p[k]}" for k in ("family", "cell", "emb_dim", "hid_dim", "n_layers") if k in p)
+        print(f"{name:<{width}} {info}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import describe, export_workdir
+
+    print(describe(export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint), args.out))
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    """Random padded inputs through Flax and torch_ref with the same weights; print the errors."""
+    from s2s_jax.run.overrides import parse_model_sets
+    from torch_ref.parity import parity_report
+
+    overrides = {"src_vocab_size": 37, "tgt_vocab_size": 41, "dropout": 0.0, **parse_model_sets(args.set)}
+    cfg = presets.get(args.preset, **overrides)
+    try:
+        report = parity_report(cfg, seed=args.seed)
+    except AssertionError as e:
+        print(f"s2s-jax parity: FAILED for {args.preset}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"preset": args.preset, **report}, indent=2))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from s2s_jax.plot_curves import plot_curves
+
+    print(plot_curves(args.workdir, args.out))
+    return 0

@@ -1,0 +1,94 @@
+"""`s2s-jax translate` and `s2s-jax evaluate`: a workdir's run, its decoding section, the flags over it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from s2s_jax.errors import UserError
+
+
+def decode_options(args: argparse.Namespace, defaults: Any) -> Any:
+    """The run's decoding section (`defaults`) with the decoding flags that were given on top. `--sample` means
+    one hypothesis (beam 1) unless --beam is given too, which is then an error; `--beam` alone turns sampling off."""
+    values = {"beam": args.beam, "alpha": args.alpha, "temperature": args.temperature, "top_k": args.top_k,
+              "seed": args.seed}
+    if args.sample:
+        values.update(sample=True, beam=1 if args.beam is None else args.beam)
+    elif args.beam is not None:
+        values["sample"] = False
+    return defaults.replace(**values)
+
+
+def _read_inputs(args: argparse.Namespace) -> list[str]:
+    if args.inputs:
+        return list(args.inputs)
+    if args.input:
+        from s2s_jax.data.textfiles import read_lines
+
+        return read_lines(args.input)  # one sentence per line; empty lines and non-UTF-8 are errors
+    lines = [line.strip() for line in sys.stdin]
+    return [line for line in lines if line]
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from s2s_jax.run.translate import Translator
+    from s2s_jax.run.workdir import load_run
+
+    run = load_run(args.workdir, args.checkpoint)
+    opts = decode_options(args, run.config.decoding)
+    if args.plot_attention:
+        from s2s_jax.decoding.attention_weights import check_has_attention
+
+        check_has_attention(run.config.model)  # before reading stdin or decoding anything
+        if opts.method != "greedy":
+            raise UserError("--plot-attention draws a greedy decoding's attention; give --beam 1 and no --sample")
+    texts = _read_inputs(args)
+    if not texts:
+        raise UserError("nothing to translate: give inputs as arguments or on stdin, one per line")
+    if args.plot_attention and len(texts) != 1:
+        raise UserError(f"--plot-attention draws one sentence's attention; got {len(texts)} inputs, give exactly one")
+    translator = Translator(run.config.model, run.params, run.task, args.batch_size)
+    if not args.plot_attention:
+        for line in translator.translate(texts, opts):
+            print(line)
+        return 0
+    src, src_lengths = run.task.encode_inputs(texts)  # validates every input before any decoding
+    ids, _ = translator.decode_ids(src, src_lengths, opts)  # what plain `translate` prints, bound included
+    print(run.task.decode_output(ids[0]))
+    _plot_attention(run, src, src_lengths, ids[0], args.plot_attention)
+    return 0
+
+
+def _plot_attention(run: Any, src: Any, src_lengths: Any, output: Any, path: str) -> None:
+    """Heatmap of the one decoded sentence's attention: output tokens (through eos) down, source tokens across."""
+    import numpy as np
+
+    from s2s_jax.decoding.attention_weights import make_attention_weights
+    from s2s_jax.models import build_model
+    from s2s_jax.plot import plot_attention
+
+    length = int(src_lengths[0])
+    tokens = np.asarray(output, np.int32)[None, :]
+    weights = make_attention_weights(build_model(run.config.model))(run.params, src[:1], src_lengths[:1], tokens)
+    src_tokens = [run.task.src_vocab.tokens[i] for i in np.asarray(src)[0, :length]]
+    out_tokens = [run.task.tgt_vocab.tokens[i] for i in tokens[0]]
+    written = plot_attention(np.asarray(weights)[0], src_tokens, out_tokens, path)
+    print(f"attention plot written to {written}", file=sys.stderr)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Translate a dataset split, write hypotheses and a JSON of BLEU/chrF scores."""
+    from s2s_jax.run.evaluate import evaluate_split
+    from s2s_jax.run.workdir import load_run
+
+    run = load_run(args.workdir, args.checkpoint)
+    out = args.out or str(Path(args.workdir) / "eval")
+    result = evaluate_split(run, args.split, decode_options(args, run.config.decoding), out,
+                            batch_size=args.batch_size, limit=args.limit, data_dir=args.data_dir,
+                            manual_dir=args.manual_dir)
+    print(json.dumps({k: result[k] for k in ("split", "step", "sentences", "bleu", "chrf", "decoding", "hypotheses")}))
+    return 0
