@@ -1,4 +1,8 @@
-"""The attention family against the model contract, its torch mirror, and its own invariants."""
+"""The attention family beyond the model contract: attention weights, its torch mirror's weights, dropout, limits.
+
+Parity, step == full (JAX and torch), padding invariance and the shared-encoder step of every preset and of
+the Luong variants below are in tests/contract/test_presets.py.
+"""
 
 import functools
 
@@ -10,15 +14,7 @@ import torch
 import torch_ref
 from s2s_jax import ConfigError, build_model, presets
 from s2s_jax.errors import UserError
-from tests.helpers import (
-    check_padding_invariant,
-    check_parity,
-    check_shared_encoder_step,
-    check_step_equals_full,
-    check_torch_step_equals_full,
-    init_params,
-    random_batch,
-)
+from tests.helpers import init_params, random_batch
 from torch_ref.convert import flax_to_torch
 
 TINY = dict(emb_dim=6, hid_dim=8, src_vocab_size=13, tgt_vocab_size=11)
@@ -42,39 +38,6 @@ def prepared(case: str):
     cfg = presets.get(name, **overrides)
     batch = random_batch(cfg, seed=1)
     return cfg, init_params(cfg, batch), batch
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_parity_with_torch_mirror(case):
-    cfg, params, batch = prepared(case)
-    err, rel = check_parity(cfg, params, batch)
-    print(f"{case}: logits max abs {err:.2e}, grads max rel {rel:.2e}")
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_step_with_one_encoder_row_per_sentence_equals_repeated_rows(case):
-    cfg, params, batch = prepared(case)
-    assert check_shared_encoder_step(cfg, params, batch, beam=3) < 1e-5
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_step_equals_full(case):
-    cfg, params, batch = prepared(case)
-    print(f"{case}: step vs full {check_step_equals_full(cfg, params, batch):.2e}")
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_torch_mirror_step_equals_full(case):
-    check_torch_step_equals_full(*prepared(case))
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_padding_invariant(case):
-    # tutorial-attn: src 7 + 3 padding columns = max_len 10. The origin writes encoder outputs
-    # into zeros(max_len, H), so a row's outputs cannot depend on the batch width up to max_len.
-    cfg, params, batch = prepared(case)
-    assert batch["src"].shape[1] + 3 <= cfg.max_len
-    print(f"{case}: padding {check_padding_invariant(cfg, params, batch):.2e}")
 
 
 @functools.cache

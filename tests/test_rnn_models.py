@@ -1,4 +1,8 @@
-"""The four RNN presets at tiny sizes: parity with torch_ref, step == full, padding invariance, dropout wiring."""
+"""The RNN family beyond the model contract: source reversal and dropout wiring.
+
+Parity with torch_ref, step == full (JAX and torch) and padding invariance of every preset (and of
+bentrevett-lstm with reverse_source) are in tests/contract/test_presets.py.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +13,19 @@ import torch
 
 import torch_ref
 from s2s_jax import build_model, presets
-from tests.helpers import (
-    LOGIT_ATOL,
-    check_padding_invariant,
-    check_parity,
-    check_step_equals_full,
-    check_torch_step_equals_full,
-    init_params,
-    random_batch,
-)
+from tests.helpers import LOGIT_ATOL, init_params, random_batch
 from torch_ref.convert import flax_to_torch
 
 TINY = dict(src_vocab_size=13, tgt_vocab_size=11, emb_dim=8, hid_dim=12)
-CASES = {
-    "bentrevett-lstm": presets.get("bentrevett-lstm", **TINY, dropout=0.0),
-    "bentrevett-lstm-reversed": presets.get("bentrevett-lstm", **TINY, dropout=0.0, reverse_source=True),
-    "bentrevett-gru": presets.get("bentrevett-gru", **TINY, dropout=0.0),
-    "d2l-seq2seq": presets.get("d2l-seq2seq", **TINY, dropout=0.0),
-    "addition-gru": presets.get("addition-gru", **TINY, dropout=0.0),
-}
 
 
 def torch_batch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()}
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def case(request):
-    cfg = CASES[request.param]
-    batch = random_batch(cfg)
-    return cfg, init_params(cfg, batch), batch
-
-
-def test_parity(case):
-    err, grad_rel = check_parity(*case)
-    assert err <= LOGIT_ATOL and grad_rel <= 1e-4
-
-
-def test_step_equals_full(case):
-    check_step_equals_full(*case)
-
-
-def test_padding_invariant(case):
-    check_padding_invariant(*case)
-
-
-def test_torch_step_equals_full(case):
-    check_torch_step_equals_full(*case)
-
-
 def test_reverse_source_changes_the_model():
     """reverse_source is wired: the same weights give different logits with and without it."""
-    cfg = CASES["bentrevett-lstm-reversed"]
+    cfg = presets.get("bentrevett-lstm", **TINY, dropout=0.0, reverse_source=True)
     batch = random_batch(cfg)
     params = init_params(cfg, batch)
     model, plain = build_model(cfg), build_model(cfg.replace(reverse_source=False))

@@ -27,6 +27,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"s2s-jax {args.verb}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

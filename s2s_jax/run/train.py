@@ -26,7 +26,7 @@ from s2s_jax.config import ModelConfig
 from s2s_jax.errors import ConfigError, UserError
 from s2s_jax.run.config import DataConfig, DecodeOptions, OptimizerConfig, RunConfig, TrainConfig, recipe_for
 from s2s_jax.run.overrides import model_overrides, split_overrides, typed_overrides
-from s2s_jax.training.loop import TrainResult, Validate, train_loop
+from s2s_jax.training.loop import TrainResult, Validate, check_can_train, train_loop
 
 TASK_KEYS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
 
@@ -139,6 +139,8 @@ def train_run(run: RunConfig, task: Any, workdir: str | Path | None = None, log:
     """Train `run` on `task`; with `workdir`, set it up (or check it holds this run) and checkpoint there."""
     from s2s_jax.training import sharding
 
+    mesh = mesh or sharding.make_mesh()
+    check_can_train(run.model, task, run.training, mesh)  # before the workdir is created
     path = None
     if workdir is not None:
         from s2s_jax.run.workdir import open_for_training

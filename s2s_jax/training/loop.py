@@ -34,7 +34,7 @@ from s2s_jax.training.schedules import make_optimizer_from
 from s2s_jax.training.state import TrainState, create_train_state
 from s2s_jax.training.steps import make_eval_step, make_train_step
 
-__all__ = ["TrainResult", "Validate", "checkpoint_meta", "train_loop"]
+__all__ = ["TrainResult", "Validate", "check_can_train", "checkpoint_meta", "train_loop"]
 
 # params -> {"exact_match": ..., maybe "bleu": ...}: the held-out decoding metrics, computed by the caller
 # (s2s_jax.run.train decodes through the same translation path as `s2s-jax evaluate`).
@@ -62,8 +62,7 @@ def train_loop(
     at each evaluation (the loop adds the teacher-forced loss); `saved_config` is the run config stored in each
     checkpoint's meta. mesh: the devices to train on (default: a `data` mesh over all devices of all processes)."""
     mesh = mesh or sharding.make_mesh()
-    sharding.check_batch(tc.batch_size, tc.grad_accum, mesh)
-    _check_positions(cfg, task, tc.batch_size)
+    check_can_train(cfg, task, tc, mesh)
     primary = sharding.is_primary()
     ckpt = None
     if path is not None:
@@ -250,6 +249,13 @@ def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: _EarlyStop, t
     small = sharding.place({"step": np.int32(step), "rng": np.asarray(meta["rng"], np.uint32)},
                            {"step": state_sh.step, "rng": state_sh.rng})
     return state.replace(step=small["step"], params=params, opt_state=opt_state, rng=small["rng"]), step
+
+
+def check_can_train(cfg: ModelConfig, task: Any, tc: TrainConfig, mesh: Mesh) -> None:
+    """The mistakes that make a run impossible, found before anything is written: a batch the devices cannot
+    split, sequences longer than the model's positions. Callers that set up a workdir call it first."""
+    sharding.check_batch(tc.batch_size, tc.grad_accum, mesh)
+    _check_positions(cfg, task, tc.batch_size)
 
 
 def _check_positions(cfg: ModelConfig, task: Any, batch_size: int) -> None:

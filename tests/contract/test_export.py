@@ -1,0 +1,188 @@
+"""The export round trip, held for every preset (DESIGN.md, "Invariants every preset passes"; the model checks
+are in test_presets.py, whose tiny configs this file shares).
+
+For each name in `presets.names()`: the exporter's own check against torch, ORT step log-probs within 1e-4 of
+JAX's at sizes other than the export sample, identical greedy and beam-5 tokens (and scores) for 200 sentences,
+and the limits the graph cannot enforce recorded in model.json and enforced by the runtime.
+
+The exported weights are the contract's random params with the eos bias raised so that eos wins at about 15%
+of the greedy path's steps (`export_params`): plain random weights give every sentence the same length, which
+would let token and length identity hold by accident. (Scaling the weights up as well, as test_export_rnn does
+for the RNNs, pushes the deep ConvS2S and Transformer logits to where float32 rounding alone exceeds 1e-4.) The
+tied-embedding Transformer has no output bias and keeps its weights. Every preset is exported once per module.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from export.onnx_export import export_model
+from export.runtime import TranslationError, Translator
+from s2s_jax.config import ModelConfig
+from s2s_jax.decoding.search import decode_source
+from s2s_jax.models import build_model, family, target_limit
+from tests.contract.test_presets import PRESETS, prepared
+
+ATOL = 1e-4  # ORT vs JAX log-probs and beam scores
+N_INPUTS = 200  # sentences whose greedy and beam tokens must be identical in JAX and ORT
+MAX_LEN = 8
+BEAM, ALPHA = 5, 0.6
+EOS_SHARE = 0.15
+
+
+class Exported(NamedTuple):
+    cfg: ModelConfig
+    params: Any
+    manifest: dict[str, Any]
+    translator: Translator
+    varied: bool  # eos bias raised: outputs end at varied lengths
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """name -> Exported, each preset exported on first use and kept for the module."""
+    cache: dict[str, Exported] = {}
+
+    def get(name: str) -> Exported:
+        if name not in cache:
+            cfg, params, _ = prepared(name)
+            params, varied = export_params(cfg, params)
+            out = tmp_path_factory.mktemp(name)
+            manifest = export_model(cfg, params, out, preset=name)
+            cache[name] = Exported(cfg, params, manifest, Translator.load(out), varied)
+        return cache[name]
+
+    return get
+
+
+def export_params(cfg: ModelConfig, params: Any) -> tuple[Any, bool]:
+    """(`params` with the output layer's eos bias raised by the 15% quantile of eos's margin below the best token
+    along the greedy path of 64 random sources, whether there was such a bias to raise)."""
+    flat = flatten_dict(params)
+    bias = [k for k, v in flat.items() if k[-1] == "bias" and v.shape == (cfg.tgt_vocab_size,)]
+    if not bias:
+        return params, False
+    src, lengths = random_src(cfg, 64, 9, seed=11)
+    model = build_model(cfg)
+    tokens = decode_source(model, params, src, lengths, max_len=MAX_LEN).tokens[:, 0]
+    tgt_in = jnp.concatenate([jnp.full((len(src), 1), cfg.bos_id), tokens[:, :-1]], axis=1)
+    logits = model.apply({"params": params}, src, lengths, tgt_in)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    margin = jnp.max(logits.at[..., cfg.eos_id].set(-jnp.inf), axis=-1) - logits[..., cfg.eos_id]
+    (key,) = bias
+    flat[key] = flat[key].at[cfg.eos_id].add(float(jnp.quantile(margin, EOS_SHARE)))
+    return unflatten_dict(flat), True
+
+
+@functools.cache
+def jax_encode_step(cfg: ModelConfig):
+    """Jitted (encode -> (enc, state), step -> (log-probs, state)), as the ONNX graphs compute them."""
+    model = build_model(cfg)
+
+    def encode(p, src, lengths):
+        enc = model.apply({"params": p}, src, lengths, method="encode")
+        return enc, model.apply({"params": p}, enc, method="init_decode_state")
+
+    def step(p, enc, token, state):
+        logits, state = model.apply({"params": p}, enc, token, state, method="decode_step")[:2]
+        return jax.nn.log_softmax(logits), state
+
+    return jax.jit(encode), jax.jit(step)
+
+
+def searched(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int) -> tuple[tuple, tuple]:
+    """((tokens [B, K, L], lengths [B, K], scores [B, K]) from JAX, the same from ORT) as numpy; beam 1 is greedy
+    (K = 1, alpha 0). The one place this file calls the search API (tests/jax_reference.py, Translator.search)."""
+    from tests.jax_reference import jax_fns
+
+    fns = jax_fns(exp.cfg, MAX_LEN)
+    if beam == 1:
+        res_j = fns[2](exp.params, src, lengths)
+        res_o = exp.translator.search(src, lengths, max_len=MAX_LEN)
+    else:
+        res_j = fns[3](exp.params, src, lengths, beam, ALPHA)
+        res_o = exp.translator.search(src, lengths, beam=beam, max_len=MAX_LEN, alpha=ALPHA)
+    as_numpy = lambda r: (np.asarray(r.tokens), np.asarray(r.lengths), np.asarray(r.scores))  # noqa: E731
+    return as_numpy(res_j), as_numpy(res_o)
+
+
+def random_src(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids [batch, length] without specials, the first row full length, the others ragged."""
+    rng = np.random.default_rng(seed)
+    pool = np.array([i for i in range(cfg.src_vocab_size) if i not in {cfg.pad_id, cfg.bos_id, cfg.eos_id}])
+    lengths = np.concatenate([[length], rng.integers(1, length + 1, batch - 1)]).astype(np.int32)
+    src = rng.choice(pool, (batch, length)).astype(np.int32)
+    src[np.arange(length)[None, :] >= lengths[:, None]] = cfg.pad_id
+    return src, lengths
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_export_checked_against_torch(exports, name):
+    assert exports(name).manifest["check"]["max_abs_logprob_error"] <= ATOL
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_export_step_log_probs_match_jax(exports, name):
+    """Encoder + 4 steps of random tokens at batch 1 and 3, source lengths 1 to 50 (capped at max_src_len)."""
+    exp = exports(name)
+    encode, step = jax_encode_step(exp.cfg)
+    limit = exp.manifest["max_src_len"]
+    for batch, length in [(1, 1), (3, 7), (1, 50), (3, 50)]:
+        length = min(length, limit or length)
+        src, lengths = random_src(exp.cfg, batch, length, seed=batch * length)
+        enc_j, state_j = encode(exp.params, src, lengths)
+        enc_o, state_o = exp.translator.encode(src, lengths)
+        tokens = np.random.default_rng(length).integers(0, exp.cfg.tgt_vocab_size, (4, batch))
+        tokens[0] = exp.cfg.bos_id
+        for t, token in enumerate(tokens):
+            logp_j, state_j = step(exp.params, enc_j, token.astype(np.int32), state_j)
+            logp_o, state_o = exp.translator.step(enc_o, token, state_o)
+            assert logp_o.shape == (batch, exp.cfg.tgt_vocab_size)
+            err = float(np.abs(logp_o - np.asarray(logp_j)).max())
+            assert err <= ATOL, f"batch {batch}, source length {length}, step {t}: |ORT - JAX| log-prob {err}"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_export_greedy_tokens_identical(exports, name):
+    exp = exports(name)
+    src, lengths = random_src(exp.cfg, N_INPUTS, 9, seed=3)
+    (tokens_j, lengths_j, scores_j), (tokens_o, lengths_o, scores_o) = searched(exp, src, lengths, beam=1)
+    np.testing.assert_array_equal(tokens_o, tokens_j)
+    np.testing.assert_array_equal(lengths_o, lengths_j)
+    if exp.varied:
+        assert len(np.unique(lengths_j)) > 1, "the check needs outputs of different lengths"
+    assert np.all(np.isfinite(scores_o))  # greedy's scores mean what beam search's do, in both searches
+    np.testing.assert_allclose(scores_o, scores_j, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_export_beam_tokens_identical(exports, name):
+    exp = exports(name)
+    src, lengths = random_src(exp.cfg, N_INPUTS, 9, seed=3)
+    (tokens_j, lengths_j, scores_j), (tokens_o, lengths_o, scores_o) = searched(exp, src, lengths, beam=BEAM)
+    np.testing.assert_array_equal(tokens_o, tokens_j)
+    np.testing.assert_array_equal(lengths_o, lengths_j)
+    np.testing.assert_allclose(scores_o, scores_j, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_export_limits_recorded_and_enforced(exports, name):
+    """Learned positions and location attention bound the source; a state of max_len positions bounds the steps."""
+    exp = exports(name)
+    cfg, m = exp.cfg, exp.manifest
+    bounded_source = target_limit(cfg) is not None or (cfg.family == "attention" and cfg.attention == "location")
+    assert m["max_src_len"] == (cfg.max_len if bounded_source else None)
+    assert m["max_decode_steps"] == (cfg.max_len if family(cfg).state_holds_max_len else None)
+    if m["max_src_len"] is not None:
+        with pytest.raises(TranslationError, match="exceeds this model's limit"):
+            exp.translator.search(*random_src(cfg, 1, cfg.max_len + 1, seed=0), max_len=2)
+    if m["max_decode_steps"] is not None:
+        with pytest.raises(TranslationError, match="max_decode_steps"):
+            exp.translator.search(*random_src(cfg, 1, 3, seed=0), max_len=cfg.max_len + 1)
