@@ -1,4 +1,9 @@
-"""Test-facing names for the shared contract checks (one code path with `s2s-jax parity`)."""
+"""Test-facing names for the shared contract checks (one code path with `s2s-jax parity`), and small input
+makers the test files share."""
+
+from __future__ import annotations
+
+import numpy as np
 
 from s2s_jax.checks import (  # noqa: F401
     GRAD_RTOL,
@@ -11,6 +16,7 @@ from s2s_jax.checks import (  # noqa: F401
     random_batch,
 )
 from s2s_jax.checks import logits_of as flax_logits  # noqa: F401
+from s2s_jax.config import ModelConfig
 from torch_ref.parity import check_parity, check_torch_step_equals_full, torch_logits  # noqa: F401
 
 
@@ -22,3 +28,13 @@ def search_beams(cfg, params, batch, *, max_len: int, beam: int = 3, alpha: floa
 
     return decode_source(build_model(cfg), params, batch["src"], batch["src_lengths"], beam=beam, max_len=max_len,
                          alpha=alpha, shrink_rows=shrink_rows)
+
+
+def random_src(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids [batch, length] without specials, the first row full length, the others ragged."""
+    rng = np.random.default_rng(seed)
+    pool = np.array([i for i in range(cfg.src_vocab_size) if i not in {cfg.pad_id, cfg.bos_id, cfg.eos_id}])
+    lengths = np.concatenate([[length], rng.integers(1, length + 1, batch - 1)]).astype(np.int32)
+    src = rng.choice(pool, (batch, length)).astype(np.int32)
+    src[np.arange(length)[None, :] >= lengths[:, None]] = cfg.pad_id
+    return src, lengths

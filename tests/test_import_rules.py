@@ -11,7 +11,7 @@ repository lines that led to the blocked import.
 - decoding_knows_no_task: s2s_jax.decoding imports nothing from s2s_jax.data.
 - data_knows_no_model: s2s_jax.data imports nothing from s2s_jax.layers or s2s_jax.models.
 - runtime_is_numpy_only: export.runtime (and export.search, export.text) imports neither jax nor torch
-  (tests/test_runtime_isolation.py runs the runtime CLI so isolated end to end).
+  (tests/export/test_runtime_isolation.py runs the runtime CLI so isolated end to end).
 
 For the layer rules the checked package's ancestors (`s2s_jax`, a facade that
 imports models) are imported first, unblocked; every other module under the

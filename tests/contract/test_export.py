@@ -14,10 +14,8 @@ tied-embedding Transformer has no output bias and keeps its weights. Every prese
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,6 +27,8 @@ from s2s_jax.config import ModelConfig
 from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model, family, target_limit
 from tests.contract.test_presets import PRESETS, prepared
+from tests.helpers import random_src
+from tests.jax_reference import jax_fns
 
 ATOL = 1e-4  # ORT vs JAX log-probs and beam scores
 N_INPUTS = 200  # sentences whose greedy and beam tokens must be identical in JAX and ORT
@@ -81,27 +81,9 @@ def export_params(cfg: ModelConfig, params: Any) -> tuple[Any, bool]:
     return unflatten_dict(flat), True
 
 
-@functools.cache
-def jax_encode_step(cfg: ModelConfig):
-    """Jitted (encode -> (enc, state), step -> (log-probs, state)), as the ONNX graphs compute them."""
-    model = build_model(cfg)
-
-    def encode(p, src, lengths):
-        enc = model.apply({"params": p}, src, lengths, method="encode")
-        return enc, model.apply({"params": p}, enc, method="init_decode_state")
-
-    def step(p, enc, token, state):
-        logits, state = model.apply({"params": p}, enc, token, state, method="decode_step")[:2]
-        return jax.nn.log_softmax(logits), state
-
-    return jax.jit(encode), jax.jit(step)
-
-
 def searched(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int) -> tuple[tuple, tuple]:
     """((tokens [B, K, L], lengths [B, K], scores [B, K]) from JAX, the same from ORT) as numpy; beam 1 is greedy
     (K = 1, alpha 0). The one place this file calls the search API (tests/jax_reference.py, Translator.search)."""
-    from tests.jax_reference import jax_fns
-
     fns = jax_fns(exp.cfg, MAX_LEN)
     if beam == 1:
         res_j = fns[2](exp.params, src, lengths)
@@ -113,16 +95,6 @@ def searched(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int) -> 
     return as_numpy(res_j), as_numpy(res_o)
 
 
-def random_src(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ids [batch, length] without specials, the first row full length, the others ragged."""
-    rng = np.random.default_rng(seed)
-    pool = np.array([i for i in range(cfg.src_vocab_size) if i not in {cfg.pad_id, cfg.bos_id, cfg.eos_id}])
-    lengths = np.concatenate([[length], rng.integers(1, length + 1, batch - 1)]).astype(np.int32)
-    src = rng.choice(pool, (batch, length)).astype(np.int32)
-    src[np.arange(length)[None, :] >= lengths[:, None]] = cfg.pad_id
-    return src, lengths
-
-
 @pytest.mark.parametrize("name", PRESETS)
 def test_export_checked_against_torch(exports, name):
     assert exports(name).manifest["check"]["max_abs_logprob_error"] <= ATOL
@@ -132,7 +104,7 @@ def test_export_checked_against_torch(exports, name):
 def test_export_step_log_probs_match_jax(exports, name):
     """Encoder + 4 steps of random tokens at batch 1 and 3, source lengths 1 to 50 (capped at max_src_len)."""
     exp = exports(name)
-    encode, step = jax_encode_step(exp.cfg)
+    encode, step = jax_fns(exp.cfg, MAX_LEN)[:2]
     limit = exp.manifest["max_src_len"]
     for batch, length in [(1, 1), (3, 7), (1, 50), (3, 50)]:
         length = min(length, limit or length)

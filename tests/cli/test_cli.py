@@ -102,7 +102,7 @@ def test_train_errors(capsys, tmp_path, extra, message):
 
 
 def test_train_refuses_to_resume_a_run_with_another_config(workdir, capsys):
-    # an existing run is resumed when the config matches (tests/test_resume.py); otherwise it is an error
+    # an existing run is resumed when the config matches (tests/training/test_resume.py); otherwise it is an error
     before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
     _one_line_error(capsys, ["train", "--preset", "addition-gru", "--workdir", str(workdir)],
                     "holds a run with a different config")

@@ -228,7 +228,7 @@ def test_decode_bench_gives_every_decoder_the_same_chunks(setup):
     from torch_ref import build_model as build_torch
     from torch_ref.convert import flax_to_torch
 
-    spec = importlib.util.spec_from_file_location("bench_decode", Path(__file__).parent.parent / "bench" / "decode.py")
+    spec = importlib.util.spec_from_file_location("bench_decode", Path(__file__).parents[2] / "bench" / "decode.py")
     bench_decode = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_decode)
 

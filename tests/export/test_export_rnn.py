@@ -29,6 +29,7 @@ from s2s_jax.config import ModelConfig
 from s2s_jax.data.addition import AdditionTask
 from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model
+from tests.helpers import random_src
 from tests.jax_reference import jax_fns as reference_fns
 from torch_ref.convert import flax_to_torch
 from torch_ref.layers import make_rnn, run_rnn
@@ -85,15 +86,6 @@ def exported(request, tmp_path_factory) -> Exported:
 
 def jax_fns(cfg: ModelConfig):
     return reference_fns(cfg, MAX_LEN)
-
-
-def random_src(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    pool = np.array([i for i in range(cfg.src_vocab_size) if i not in {cfg.pad_id, cfg.bos_id, cfg.eos_id}])
-    lengths = np.concatenate([[length], rng.integers(1, length + 1, batch - 1)]).astype(np.int32)
-    src = rng.choice(pool, (batch, length)).astype(np.int32)
-    src[np.arange(length)[None, :] >= lengths[:, None]] = cfg.pad_id
-    return src, lengths
 
 
 def test_graphs_pass_full_check_and_are_lengths_aware(exported):

@@ -13,8 +13,8 @@ import pytest
 from s2s_jax.data.datasets import load_splits, parse_spec
 from s2s_jax.errors import UserError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
-ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
+ROOT = Path(__file__).resolve().parents[2]
 
 DE = ["Ein Hund läuft .", "Zwei Männer essen .", "Eine Frau singt ."]
 EN = ["A dog runs .", "Two men eat .", "A woman sings ."]

@@ -31,9 +31,9 @@ from s2s_jax.run.config import DataConfig, RunConfig
 from s2s_jax.run.train import config_for_task
 from s2s_jax.run.workdir import load_run, save_run
 from s2s_jax.training.state import create_train_state
-from tests.test_export_text import sentences_100, text_workdir, toy_corpus
+from tests.export.test_export_text import sentences_100, text_workdir, toy_corpus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["12+35", "7+8", "99+99", "0+0", "41+3"]
 BLOCKED = ("jax", "jaxlib", "flax", "optax", "orbax", "torch", "s2s_jax", "torch_ref")
 SITECUSTOMIZE = f"""

@@ -12,7 +12,7 @@ import pytest
 
 from s2s_jax.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BLOCK_TORCH = """
 import importlib.abc, sys
 class _Block(importlib.abc.MetaPathFinder):
