@@ -47,7 +47,8 @@ def init_params(cfg: ModelConfig, batch: dict[str, np.ndarray], seed: int = 0) -
 
 def logits_of(cfg: ModelConfig, params: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
     model = build_model(cfg)
-    return np.asarray(model.apply({"params": params}, batch["src"], batch["src_lengths"], batch["tgt_in"]))
+    forward = jax.jit(lambda p, src, lengths, tgt: model.apply({"params": p}, src, lengths, tgt))
+    return np.asarray(forward(params, batch["src"], batch["src_lengths"], batch["tgt_in"]))
 
 
 def check_step_equals_full(cfg: ModelConfig, params: Any, batch: dict[str, np.ndarray]) -> float:
@@ -100,10 +101,11 @@ def check_shared_encoder_step(cfg: ModelConfig, params: Any, batch: dict[str, np
     state = model.apply(variables, enc_k, max_decode_len=steps + 1, method="init_decode_state")
     rows = len(batch["src"]) * beam
     tokens = np.random.default_rng(0).integers(FIRST_TOKEN, cfg.tgt_vocab_size, (steps, rows))
+    # jitted: one compile per encoder shape costs less than the op-by-op dispatch of a Transformer step
+    step = jax.jit(lambda e, t, s: model.apply(variables, e, t, s, method="decode_step"))
     err = 0.0
     for token in jnp.asarray(tokens):
-        shared = model.apply(variables, enc, token, state, method="decode_step")
-        repeated = model.apply(variables, enc_k, token, state, method="decode_step")
+        shared, repeated = step(enc, token, state), step(enc_k, token, state)
         for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(repeated), strict=True):
             if a.size:  # state leaves may be 0 wide (attention's feed without input feeding)
                 err = max(err, float(jnp.max(jnp.abs(a - b))))

@@ -43,7 +43,7 @@ def check_parity(cfg: ModelConfig, params: Any, batch: dict[str, np.ndarray]) ->
         out = model.apply({"params": p}, batch["src"], batch["src_lengths"], batch["tgt_in"])
         return jnp.sum(out * w)
 
-    grads = flax_to_torch(cfg, jax.grad(loss)(params))
+    grads = flax_to_torch(cfg, jax.jit(jax.grad(loss))(params))  # jitted: faster than op-by-op on CPU
     tmodel.zero_grad()
     (t_logits * torch.from_numpy(w)).sum().backward()
     torch_grads = {
