@@ -97,13 +97,14 @@ def saved_run(workdir: str | Path, *, flags: Mapping[str, Mapping[str, Any]] | N
     return _apply(run, flags or {}, split_overrides(sets), sections), task
 
 
-def decode_heldout(cfg: ModelConfig, params: Any, task: Any, opts: DecodeOptions,
-                   chunk: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """(output ids per held-out row, through eos; per-row exact-match hits [N]) decoded by `Translator`."""
+def decode_heldout(cfg: ModelConfig, params: Any, task: Any, opts: DecodeOptions, chunk: int,
+                   heldout: dict[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """(output ids per held-out row, through eos; per-row exact-match hits [N]) decoded by `Translator`;
+    `heldout`: the task's held-out batch, when the caller already has it."""
     from s2s_jax.run.translate import Translator
     from s2s_jax.training.metrics import exact_match
 
-    heldout = task.heldout_batch()
+    heldout = task.heldout_batch() if heldout is None else heldout
     ids, _ = Translator(cfg, params, task, chunk).decode_ids(heldout["src"], heldout["src_lengths"], opts)
     tokens = np.full((len(ids), max(1, max(len(row) for row in ids))), -1, np.int32)
     for i, row in enumerate(ids):
@@ -120,7 +121,7 @@ def make_validate(run: RunConfig, task: Any) -> Validate:
     heldout = task.heldout_batch()
 
     def validate(params: Any) -> dict[str, float]:
-        ids, hits = decode_heldout(run.model, params, task, run.decoding, run.training.eval_chunk)
+        ids, hits = decode_heldout(run.model, params, task, run.decoding, run.training.eval_chunk, heldout)
         out = {"exact_match": float(hits.mean())}
         if run.training.best_metric == "bleu":
             hyps = [task.decode_output(row) for row in ids]
