@@ -60,9 +60,9 @@ def train_loop(
     holds is resumed from its latest checkpoint, exactly: params, optimizer state, step, dropout RNG, data position
     and early-stopping state all come from the checkpoint. `validate(params)` gives the held-out decoding metrics
     at each evaluation (the loop adds the teacher-forced loss); `saved_config` is the run config stored in each
-    checkpoint's meta. mesh: the devices to train on (default: a `data` mesh over all devices of all processes)."""
+    checkpoint's meta. mesh: the devices to train on (default: a `data` mesh over all devices of all processes).
+    The caller has run `check_can_train` first, before it set up the workdir."""
     mesh = mesh or sharding.make_mesh()
-    check_can_train(cfg, task, tc, mesh)
     primary = sharding.is_primary()
     ckpt = None
     if path is not None:

@@ -54,7 +54,8 @@ class OptimizerConfig:
 class TrainConfig:
     """Training settings.
 
-    eval_every: greedy exact match and teacher-forced loss on the held-out set every N steps (0: only at the end).
+    eval_every: exact match (decoded as the run's decoding section says) and teacher-forced loss on the held-out
+        set every N steps (0: only at the end).
     checkpoint_every: also save every N steps between evaluations (0: save at evaluations and at the end).
     keep: the latest N checkpoints are kept, plus the best one by `best_metric` (heldout_loss, exact_match, bleu).
     patience: stop after this many evaluations without a better `best_metric` (0: never stop early).
