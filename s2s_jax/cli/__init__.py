@@ -8,13 +8,17 @@ inside the verbs that need them (`export`, `parity`).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
+from s2s_jax.cli.cache import enable_compilation_cache
 from s2s_jax.cli.parser import build_parser
 from s2s_jax.errors import UserError
 
 USAGE_ERROR = 2
+COMPILING_VERBS = ("train", "translate", "evaluate")  # the verbs that jit-compile; see cli/cache.py
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 __all__ = ["USAGE_ERROR", "build_parser", "main"]
 
@@ -22,8 +26,16 @@ __all__ = ["USAGE_ERROR", "build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.verb in COMPILING_VERBS:
+            enable_compilation_cache()
         return args.func(args)
     except UserError as e:  # ConfigError included
         print(f"s2s-jax {args.verb}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves and returns by itself)
+        print(f"s2s-jax {args.verb}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # `s2s-jax translate ... | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
 

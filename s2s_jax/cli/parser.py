@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from s2s_jax import __version__
 from s2s_jax.cli import tools, train, translate
 from s2s_jax.run.config import BEST_METRICS, PRECISIONS, RECIPES
 from s2s_jax.training.schedules import SCHEDULES
@@ -110,6 +111,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2s-jax", description="Sequence-to-sequence models in JAX/Flax.")
+    parser.add_argument("--version", action="version", version=f"s2s-jax {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("presets", help="list the named model configs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from typing import Any
 
 from s2s_jax.errors import UserError
@@ -37,10 +38,13 @@ def given_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def make_task(args: argparse.Namespace) -> Any:
     """`--data SPEC`: a translation task read from a dataset; otherwise the synthetic `--task`."""
-    from s2s_jax.data.tasks import build_task
+    from s2s_jax.data.tasks import TASKS, build_task
 
     seed = 0 if args.seed is None else args.seed
     if not args.data:
+        if hasattr(TASKS.get(args.task), "create"):  # a task that reads a dataset is defined by --data
+            raise UserError(f"--task {args.task} reads a dataset: give it as --data SPEC (e.g. --data "
+                            "multi30k:de-en, or parallel_text:SRC,TGT), which implies the task")
         return build_task(args.task, digits=args.digits, seed=seed)
     from s2s_jax.data.translation import TranslationTask
 
@@ -87,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     run, task = run_from_args(args)
     result = train_run(run, task, args.workdir, progress=args.progress)
+    if result.stopped.startswith("interrupted"):  # saved; the shell's code for death by that signal
+        return 128 + (signal.SIGTERM if "SIGTERM" in result.stopped else signal.SIGINT)
     steps = int(result.state.step)
     print(f"held-out exact match {result.exact_match:.2%} after {steps} steps ({result.seconds:.0f}s)")
     return 0

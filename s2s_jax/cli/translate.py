@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +26,63 @@ def decode_options(args: argparse.Namespace, defaults: Any) -> Any:
     return defaults.replace(**values)
 
 
-def _read_inputs(args: argparse.Namespace) -> list[str]:
+def _read_inputs(args: argparse.Namespace) -> list[str] | None:
+    """The inputs of the arguments or of --input FILE; None: read stdin as a stream."""
+    if args.inputs and args.input:
+        raise UserError(f"give inputs as arguments or as --input {args.input}, not both")
     if args.inputs:
         return list(args.inputs)
     if args.input:
         from s2s_jax.data.textfiles import read_lines
 
-        return read_lines(args.input)  # one sentence per line; empty lines and non-UTF-8 are errors
-    lines = [line.strip() for line in sys.stdin]
-    return [line for line in lines if line]
+        # one sentence per line; empty lines and non-UTF-8 are errors
+        return read_lines(args.input, empty_fix="remove the line or give it some text")
+    return None
+
+
+def stdin_batches(stream: Any, batch_size: int) -> Iterator[list[str]]:
+    """Lines of `stream` in batches of what has arrived: waits for one line, then takes every line already read
+    (at most `batch_size`). A file or a fast pipe gives full batches; a terminal or a slow writer gets each answer
+    as soon as its line is in (as `fairseq-interactive` does). A reader thread does the blocking reads."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for line in stream:
+                lines.put(line.rstrip("\r\n"))
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=read, daemon=True, name="stdin").start()
+    while True:
+        first = lines.get()
+        if first is None:
+            return
+        batch = [first]
+        while len(batch) < batch_size:
+            try:
+                line = lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                yield batch
+                return
+            batch.append(line)
+        yield batch
+
+
+def _print_stream(translator: Any, opts: Any, batch_size: int) -> int:
+    """Translate stdin as it arrives, one answer per non-blank line (blank lines are skipped)."""
+    answered = 0
+    for batch in stdin_batches(sys.stdin, batch_size):
+        texts = [t.strip() for t in batch if t.strip()]
+        for line in translator.translate(texts, opts):
+            print(line)
+        sys.stdout.flush()
+        answered += len(texts)
+    if not answered:
+        raise UserError("nothing to translate: give inputs as arguments, --input FILE, or lines on stdin")
+    return 0
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -40,23 +91,34 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     run = load_run(args.workdir, args.checkpoint)
     opts = decode_options(args, run.config.decoding)
-    if args.plot_attention:
-        from s2s_jax.decoding.attention_weights import check_has_attention
-
-        check_has_attention(run.config.model)  # before reading stdin or decoding anything
-        if opts.method != "greedy":
-            raise UserError("--plot-attention draws a greedy decoding's attention; give --beam 1 and no --sample")
-    texts = _read_inputs(args)
-    if not texts:
-        raise UserError("nothing to translate: give inputs as arguments or on stdin, one per line")
-    if args.plot_attention and len(texts) != 1:
-        raise UserError(f"--plot-attention draws one sentence's attention; got {len(texts)} inputs, give exactly one")
     translator = Translator(run.config.model, run.params, run.task, args.batch_size)
-    if not args.plot_attention:
-        for line in translator.translate(texts, opts):
-            print(line)
-        return 0
-    src, src_lengths = run.task.encode_inputs(texts)  # validates every input before any decoding
+    translator.check(opts)  # before reading any input
+    if args.plot_attention:
+        return _translate_and_plot(args, run, translator, opts)
+    texts = _read_inputs(args)
+    if texts is None:
+        return _print_stream(translator, opts, args.batch_size)
+    for line in translator.translate(texts, opts):
+        print(line)
+    return 0
+
+
+def _translate_and_plot(args: argparse.Namespace, run: Any, translator: Any, opts: Any) -> int:
+    """One input translated as plain `translate` does (same Translator, so the same length bound and position
+    check), then its attention drawn."""
+    from s2s_jax.decoding.attention_weights import check_has_attention
+
+    check_has_attention(run.config.model)  # before reading stdin or decoding anything
+    if opts.method != "greedy":
+        raise UserError("--plot-attention draws a greedy decoding's attention; give --beam 1 and no --sample")
+    texts = _read_inputs(args)
+    if texts is None:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+    if len(texts) != 1:
+        if not texts:
+            raise UserError("nothing to translate: --plot-attention needs exactly one input")
+        raise UserError(f"--plot-attention draws one sentence's attention; got {len(texts)} inputs, give exactly one")
+    src, src_lengths = run.task.encode_inputs(texts)  # validates the input before any decoding
     ids, _ = translator.decode_ids(src, src_lengths, opts)  # what plain `translate` prints, bound included
     print(run.task.decode_output(ids[0]))
     _plot_attention(run, src, src_lengths, ids[0], args.plot_attention)
@@ -89,6 +151,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = args.out or str(Path(args.workdir) / "eval")
     result = evaluate_split(run, args.split, decode_options(args, run.config.decoding), out,
                             batch_size=args.batch_size, limit=args.limit, data_dir=args.data_dir,
-                            manual_dir=args.manual_dir)
+                            manual_dir=args.manual_dir, progress=True)
     print(json.dumps({k: result[k] for k in ("split", "step", "sentences", "bleu", "chrf", "decoding", "hypotheses")}))
     return 0

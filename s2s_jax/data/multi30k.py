@@ -18,7 +18,9 @@ Preparing and reading need no TensorFlow: `GeneratorBasedBuilder` with
 from __future__ import annotations
 
 import itertools
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import tensorflow_datasets as tfds
 
@@ -38,6 +40,19 @@ SPLITS = {
     "test_2018": ("test_2018_flickr", LANGS),
 }
 REQUIRED = ("train", "validation", "test_2016")
+OFFLINE_HINT = ("without network, put the files in a directory and pass it as the manual dir (--manual-dir; "
+                "names as in the official repository, e.g. train.de.gz, val.en.gz, test_2016_flickr.de.gz)")
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when the download host cannot be reached: TFDS's downloader retries a dead network for
+    minutes before it gives up, with no word of the manual dir."""
+    host = urlparse(address)
+    try:
+        socket.create_connection((host.hostname, host.port or 443), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"Multi30k is not in the manual dir and {host.hostname} cannot be reached ({e}); "
+                        f"{OFFLINE_HINT}") from None
 DEFAULT_TEST = "test_2016"
 
 
@@ -114,13 +129,11 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
             if c.src in langs and c.tgt in langs
             for lang in (c.src, c.tgt)
         }
+        check_reachable(URL)
         try:
             paths = dl_manager.download(urls)
         except Exception as e:  # network errors come in many types; all mean the same thing here
-            raise UserError(
-                f"cannot download Multi30k ({type(e).__name__}: {e}); without network, put the files in a "
-                "directory and pass it as the manual dir (--manual-dir)"
-            ) from None
+            raise UserError(f"cannot download Multi30k ({type(e).__name__}: {e}); {OFFLINE_HINT}") from None
         out: dict[str, dict[str, Path]] = {}
         for key, path in paths.items():
             split, lang = key.split(".")

@@ -13,11 +13,12 @@ from pathlib import Path
 from s2s_jax.errors import UserError
 
 
-def read_lines(path: str | Path, *, allow_empty: bool = False) -> list[str]:
+def read_lines(path: str | Path, *, allow_empty: bool = False, empty_fix: str = "remove the pair") -> list[str]:
     """Lines of a UTF-8 text file (gzip-compressed or not: told by its magic bytes), without line ends.
 
     Refuses: a missing file, bytes that are not UTF-8, and (unless `allow_empty`) empty or
-    whitespace-only lines, naming file and line. A final newline does not make an extra line.
+    whitespace-only lines, naming file and line (`empty_fix` says what to do: a pair of parallel
+    files loses the pair, a file to translate the line). A final newline does not make an extra line.
     """
     path = Path(path)
     try:
@@ -43,7 +44,7 @@ def read_lines(path: str | Path, *, allow_empty: bool = False) -> list[str]:
                 "convert the file to UTF-8, e.g. with iconv"
             ) from None
         if not allow_empty and not line.strip():
-            raise UserError(f"{path}:{number}: empty line; every line must hold a sentence (remove the pair)")
+            raise UserError(f"{path}:{number}: empty line; every line must hold a sentence ({empty_fix})")
         lines.append(line)
     return lines
 

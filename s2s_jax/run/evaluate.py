@@ -16,6 +16,7 @@ from typing import Any
 
 from s2s_jax.errors import UserError
 from s2s_jax.run.config import DecodeOptions
+from s2s_jax.training.logs import progress_bar
 
 
 def corpus_scores(hypotheses: list[str], references: list[str], *, pretokenized: bool,
@@ -46,10 +47,11 @@ def reference_lowercase(task: Any) -> bool:
 def evaluate_split(
     run: Any, split: str, opts: DecodeOptions | None, out_dir: str | Path, *, batch_size: int = 64,
     limit: int | None = None, data_dir: str | None = None, manual_dir: str | None = None, log: Any = print,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Translate `split` of the run's dataset (a `workdir.Run`), write `{split}.{tag}.hyp` (one line per source, in
     order) and `{split}.{tag}.json` (scores and settings) under `out_dir`, and return the scores. `opts`: the
-    decoding options (default: the run's decoding section)."""
+    decoding options (default: the run's decoding section); `progress`: a bar on stderr when it is a terminal."""
     from s2s_jax.run.translate import Translator
 
     opts = run.config.decoding if opts is None else opts
@@ -61,11 +63,12 @@ def evaluate_split(
     if limit is not None:
         pairs = pairs[:limit]
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    tag = f"beam{opts.beam}" if opts.method == "beam" else opts.method
     start = time.perf_counter()
-    hypotheses = Translator(run.config.model, run.params, task, batch_size).translate(sources, opts)
+    with progress_bar(len(sources), f"{split} {tag}", "sentence", enabled=progress) as bar:
+        hypotheses = Translator(run.config.model, run.params, task, batch_size).translate(sources, opts, bar.update)
     seconds = time.perf_counter() - start
     scores = corpus_scores(hypotheses, references, pretokenized=task.pretokenized, lowercase=reference_lowercase(task))
-    tag = f"beam{opts.beam}" if opts.method == "beam" else opts.method
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_path = out_dir / f"{split}.{tag}.hyp"

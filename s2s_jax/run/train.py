@@ -137,17 +137,24 @@ def make_validate(run: RunConfig, task: Any) -> Validate:
 
 def train_run(run: RunConfig, task: Any, workdir: str | Path | None = None, log: Callable[[str], None] = print,
               *, progress: bool = False, mesh: Any = None) -> TrainResult:
-    """Train `run` on `task`; with `workdir`, set it up (or check it holds this run) and checkpoint there."""
+    """Train `run` on `task`; with `workdir`, set it up (or check it holds this run) and checkpoint there. The
+    workdir is this process's for the whole run: a second trainer is refused with this one's PID."""
     from s2s_jax.training import sharding
 
     mesh = mesh or sharding.make_mesh()
     check_can_train(run.model, task, run.training, mesh)  # before the workdir is created
-    path = None
-    if workdir is not None:
-        from s2s_jax.run.workdir import open_for_training
+    if workdir is None:
+        return _loop(run, task, None, log, progress, mesh)
+    from s2s_jax.run.workdir import open_for_training, owning
 
-        path, _ = open_for_training(workdir, run, task, sharding.is_primary())
+    with owning(workdir, log) as primary:
+        path, _ = open_for_training(workdir, run, task, primary)
         sharding.barrier("s2s_jax.workdir")
+        return _loop(run, task, path, log, progress, mesh)
+
+
+def _loop(run: RunConfig, task: Any, path: Path | None, log: Callable[[str], None], progress: bool,
+          mesh: Any) -> TrainResult:
     return train_loop(run.model, task, run.optimizer, run.training, path, log, validate=make_validate(run, task),
                       saved_config=run.to_dict(), progress=progress, mesh=mesh)
 

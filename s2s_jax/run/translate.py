@@ -102,7 +102,8 @@ class Translator:
         src, src_lengths = np.asarray(src), np.asarray(src_lengths)
         n = len(src)
         order = np.argsort(-src_lengths, kind="stable")
-        chunk = min(self.batch_size, n)
+        # a power of two below batch_size: streamed inputs arrive a few at a time, and each row count compiles
+        chunk = min(self.batch_size, 1 << (n - 1).bit_length())
         for start in range(0, n, chunk):
             rows = order[start : start + chunk]
             real = len(rows)
@@ -111,6 +112,13 @@ class Translator:
             width = self._width(sl, src.shape[1])
             max_len, limits = self._limits(width, sl)
             yield Chunk(start, rows, real, np.ascontiguousarray(src[rows, :width]), sl, max_len, limits)
+
+    def check(self, opts: DecodeOptions) -> None:
+        """Options this model cannot decode with, refused before any input is read."""
+        vocab = self.cfg.tgt_vocab_size
+        if opts.sample and opts.top_k > vocab:
+            raise UserError(f"top_k={opts.top_k} is more than the {vocab} tokens of the target vocabulary; give at "
+                            f"most {vocab} (0: all)")
 
     def decode_chunk(self, c: Chunk, opts: DecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One chunk of `chunks`: (tokens [B, L], lengths [B] through eos, scores [B]) for all its rows.
@@ -125,10 +133,13 @@ class Translator:
         return tokens, lengths, scores
 
     def decode_ids(
-        self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = GREEDY
+        self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions = GREEDY,
+        progress: Callable[[int], Any] | None = None,
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Per row: output ids through eos (a list of int arrays), and its search score (every method: the sum of
-        its tokens' log-probs over the length penalty ((5 + length) / 6) ** alpha)."""
+        its tokens' log-probs over the length penalty ((5 + length) / 6) ** alpha). `progress(n)` is called with
+        the number of rows each chunk finished (a progress bar's update)."""
+        self.check(opts)
         outputs: list[np.ndarray | None] = [None] * len(src)
         scores = np.zeros(len(src), np.float32)
         for c in self.chunks(src, src_lengths):
@@ -136,13 +147,16 @@ class Translator:
             for j in range(c.real):
                 outputs[c.rows[j]] = t[j, : length[j]]
                 scores[c.rows[j]] = sc[j]
+            if progress is not None:
+                progress(c.real)
         return outputs, scores  # type: ignore[return-value]
 
-    def translate(self, texts: Sequence[str], opts: DecodeOptions = GREEDY) -> list[str]:
+    def translate(self, texts: Sequence[str], opts: DecodeOptions = GREEDY,
+                  progress: Callable[[int], Any] | None = None) -> list[str]:
         """Translations of `texts`, in order; every input is checked before anything is decoded."""
         if not texts:
             return []
         src, src_lengths = self.task.encode_inputs(list(texts))
-        ids, _ = self.decode_ids(src, src_lengths, opts)
+        ids, _ = self.decode_ids(src, src_lengths, opts, progress)
         return [self.task.decode_output(row) for row in ids]
 

@@ -24,8 +24,11 @@ lose a field another one wrote. Every failure to read is a `UserError` naming th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import ConfigError, UserError
 from s2s_jax.run.config import RESUMABLE, RunConfig
 from s2s_jax.training.checkpoint import CHECKPOINT_DIR, MANIFEST_FILE
+from s2s_jax.training.locks import PID_FILE, WorkdirOwner, reading_checkpoints
 from s2s_jax.training.logs import METRICS_FILE, read_json, write_atomic
 
 CONFIG_FILE = "config.json"
@@ -131,6 +135,22 @@ def open_for_training(workdir: str | Path, run: RunConfig, task: Any, primary: b
     return path, False
 
 
+@contextlib.contextmanager
+def owning(workdir: str | Path, log: Callable[[str], None] = print) -> Iterator[bool]:
+    """Hold `workdir` as its one writer (yields whether this is the primary process, the one that writes): a
+    second writer meets a UserError naming this process. Only process 0 of a multi-process run locks."""
+    from s2s_jax.training import sharding
+
+    if not sharding.is_primary():
+        yield False
+        return
+    with WorkdirOwner(workdir) as owner:
+        if owner.stale_pid is not None and owner.stale_pid != os.getpid():
+            log(f"{Path(workdir) / PID_FILE}: the trainer with PID {owner.stale_pid} ended without closing the "
+                "workdir (killed?); taking it over")
+        yield True
+
+
 def save_run(workdir: str | Path, run: RunConfig, task: Any, state: Any) -> Path:
     """A new workdir holding `run` and one checkpoint of `state` (at its step), written by the code `train`
     writes with (`open_for_training`, the loop's checkpoint meta): for runs whose weights come from elsewhere
@@ -139,13 +159,15 @@ def save_run(workdir: str | Path, run: RunConfig, task: Any, state: Any) -> Path
     from s2s_jax.training.checkpoint import Checkpoints
     from s2s_jax.training.loop import checkpoint_meta
 
-    path, resuming = open_for_training(workdir, run, task)
-    if resuming:
-        raise UserError(f"workdir {path} already holds a run; choose a new --workdir or delete it")
-    tc, step = run.training, int(state.step)
-    ckpt = Checkpoints(path, keep=tc.keep, metric=tc.best_metric, mode=BEST_METRICS[tc.best_metric], use_async=False)
-    ckpt.save(step, state, checkpoint_meta(step, state, tc, task, {}, run.to_dict(), data={"batches": step}))
-    ckpt.close()
+    if holds_run(workdir):
+        raise UserError(f"workdir {workdir} already holds a run; choose a new --workdir or delete it")
+    with owning(workdir):
+        path, _ = open_for_training(workdir, run, task)
+        tc, step = run.training, int(state.step)
+        ckpt = Checkpoints(path, keep=tc.keep, metric=tc.best_metric, mode=BEST_METRICS[tc.best_metric],
+                           use_async=False)
+        ckpt.save(step, state, checkpoint_meta(step, state, tc, task, {}, run.to_dict(), data={"batches": step}))
+        ckpt.close()
     return path
 
 
@@ -169,7 +191,6 @@ def load_run(workdir: str | Path, which: str | int = "latest") -> Run:
     """Config, task and one checkpoint's params ("latest", "best" by the validation metric, or a step number),
     rebuilt from `workdir` alone, onto this process's first device whatever mesh the run was trained on."""
     import jax
-    import orbax.checkpoint as ocp
 
     from s2s_jax.models import build_model
     from s2s_jax.training import checkpoint
@@ -183,7 +204,6 @@ def load_run(workdir: str | Path, which: str | int = "latest") -> Run:
         raise UserError(f"{path / CONFIG_FILE}: {e}; the workdir is corrupt") from None
     if not (path / CHECKPOINT_DIR).is_dir() or not (path / MANIFEST_FILE).exists():
         raise UserError(f"workdir {path} has no complete checkpoint; training did not finish")
-    step = checkpoint.select_step(path, which)  # every file the manifest lists for it is present and unchanged
     cfg = config.model
     model = build_model(cfg)
     # shapes only: eval_shape runs nothing; text tasks give a batch that needs no data
@@ -191,17 +211,37 @@ def load_run(workdir: str | Path, which: str | int = "latest") -> Run:
     abstract = jax.eval_shape(lambda: init_params(model, cfg, jax.random.key(0), sample))
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), abstract)
-    with checkpoint.open_manager(path / CHECKPOINT_DIR, read_only=True) as mngr:
-        where = path / CHECKPOINT_DIR / str(step)
+    # A live run may delete a step it no longer keeps: hold that off from choosing the step to reading it.
+    with reading_checkpoints(path / CHECKPOINT_DIR):
+        step = checkpoint.select_step(path, which)  # every file the manifest lists for it is present and unchanged
+        params = _read_params(path / CHECKPOINT_DIR / str(step), abstract)
+    return Run(path=path, config=config, task=task, params=params, step=step)
+
+
+def _read_params(step_dir: Path, abstract: Any) -> Any:
+    """The `params` item of one step, read with orbax's handler alone: a reader opens no CheckpointManager
+    (which would warn about read-only directories and could clean up a live run's temporary files)."""
+    import orbax.checkpoint as ocp
+    from etils import epath
+
+    handler = ocp.StandardCheckpointHandler()
+    where = epath.Path(step_dir.absolute() / "params")
+    try:
         try:
-            saved = mngr.item_metadata(step)["params"]
+            saved = handler.metadata(where)
         except (ValueError, KeyError, FileNotFoundError) as e:
-            msg = str(e).split(" [tensorstore_spec")[0]
-            raise UserError(f"checkpoint {where} is unreadable ({type(e).__name__}: {msg})") from None
-        if saved is None:
-            raise UserError(f"checkpoint {where} has no params")
-        bad = _shape_mismatches(saved.tree, abstract)
+            raise UserError(f"checkpoint {step_dir} is unreadable ({_short(e)})") from None
+        bad = _shape_mismatches(saved.tree if hasattr(saved, "tree") else saved, abstract)
         if bad:
-            raise UserError(f"checkpoint {where} does not match config.json: {'; '.join(bad[:3])}")
-        restored = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
-    return Run(path=path, config=config, task=task, params=restored["params"], step=step)
+            raise UserError(f"checkpoint {step_dir} does not match config.json: {'; '.join(bad[:3])}")
+        try:
+            return handler.restore(where, args=ocp.args.StandardRestore(abstract))
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            raise UserError(f"checkpoint {step_dir} is unreadable ({_short(e)})") from None
+    finally:
+        handler.close()
+
+
+def _short(e: Exception) -> str:
+    """An orbax / tensorstore error in one line, without its long spec dump."""
+    return f"{type(e).__name__}: {str(e).split(' [tensorstore_spec')[0][:300]}".replace("\n", " ")

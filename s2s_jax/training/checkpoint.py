@@ -16,8 +16,15 @@ or truncated file is reported as corruption instead of failing inside tensorstor
 
 Saves are asynchronous (training continues while the files are written); the
 manifest entry of a step is added when its write is known to be finished (at the
-next save, or `close`). Kept: the latest `keep` steps and the best one by the
-validation metric (orbax preservation policies).
+next save, or `close`).
+
+Kept: the latest `keep` steps and the best one by the validation metric. The policy
+is applied here, from the manifest, not by orbax: the manifest records each step's
+metrics, so the best step survives any number of reopens (orbax's own best-N policy
+knows only the metrics of steps saved by the same process). A step leaves the
+manifest first and its directory is deleted after, under `locks.deleting_checkpoints`,
+so a reader that chose a step (under `locks.reading_checkpoints`) can always finish
+reading it; a deletion a reader holds off is retried at the next save.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from s2s_jax.errors import UserError
+from s2s_jax.training.locks import deleting_checkpoints
 from s2s_jax.training.logs import read_json
 
 CHECKPOINT_DIR = "checkpoints"
@@ -71,21 +79,27 @@ def _handlers() -> dict[str, Any]:
             "meta": _MetaHandler()}
 
 
-def open_manager(directory: Path, *, keep: int = 1, metric: str | None = None, mode: str = "min",
-                 read_only: bool = False, use_async: bool = False) -> ocp.CheckpointManager:
-    """An orbax manager over `directory` keeping the latest `keep` steps and the best by `metric` (of equally
-    good steps, the earliest: the one early stopping counts from)."""
-    cm = ocp.checkpoint_managers
-    policies = [cm.LatestN(keep)]
-    if metric:
-        sign = 1 if mode == "min" else -1  # BestN keeps the largest key, or with reverse=True the smallest
-        policies.append(cm.BestN(get_metric_fn=lambda m: (m[metric], sign * m["step"]), reverse=mode == "min", n=1,
-                                 keep_checkpoints_without_metrics=False))
-    options = ocp.CheckpointManagerOptions(
-        create=not read_only, read_only=read_only, enable_async_checkpointing=use_async,
-        cleanup_tmp_directories=not read_only, preservation_policy=cm.AnyPreservationPolicy(policies),
-    )
+def open_manager(directory: Path, *, use_async: bool = False) -> ocp.CheckpointManager:
+    """An orbax manager that writes steps into `directory` and never deletes one (`Checkpoints` decides)."""
+    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=use_async,
+                                           cleanup_tmp_directories=True)
     return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=_handlers())
+
+
+def best_step(steps: dict[str, Any], metric: str, mode: str) -> int | None:
+    """The step with the best `metric` among `steps` ({str(step): {"metrics": ...}}); of equally good steps the
+    earliest, the one early stopping counts from. None when no step has the metric."""
+    sign = 1 if mode == "min" else -1
+    scored = [(sign * v["metrics"][metric], int(k)) for k, v in steps.items() if (v.get("metrics") or {}).get(metric)
+              is not None]
+    return min(scored)[1] if scored else None
+
+
+def kept_steps(steps: dict[str, Any], keep: int, metric: str, mode: str) -> set[str]:
+    """The latest `keep` steps and the best one."""
+    latest = sorted(steps, key=int)[-keep:] if keep > 0 else []
+    best = best_step(steps, metric, mode)
+    return set(latest) | ({str(best)} if best is not None else set())
 
 
 # ---- manifest ----------------------------------------------------------------------------------------------------
@@ -159,15 +173,16 @@ def select_step(workdir: Path, which: str | int = "latest") -> int:
 # ---- the run's checkpointer ---------------------------------------------------------------------------------------
 class Checkpoints:
     """Saving (async) and restoring a run's train state; every process calls `save`, process 0 writes the
-    manifest."""
+    manifest and deletes the steps it no longer keeps."""
 
     def __init__(self, workdir: Path, *, keep: int, metric: str, mode: str, use_async: bool = True) -> None:
-        self.workdir, self.metric, self.mode = Path(workdir), metric, mode
+        self.workdir, self.keep, self.metric, self.mode = Path(workdir), keep, metric, mode
+        self.root = self.workdir / CHECKPOINT_DIR
         self.primary = jax.process_index() == 0
         self.manifest = self._existing_manifest()
-        self._drop_unlisted_steps()
-        self.mngr = open_manager(self.workdir / CHECKPOINT_DIR, keep=keep, metric=metric, mode=mode,
-                                 use_async=use_async)
+        if self.primary:
+            self._delete(self._unlisted(), wait=True)
+        self.mngr = open_manager(self.root, use_async=use_async)
         self._pending: dict[int, dict[str, float] | None] = {}
         self.last_saved: int | None = self.latest
 
@@ -178,15 +193,23 @@ class Checkpoints:
             m = {"latest": None, "best": None, "steps": {}}
         return {**m, "metric": self.metric, "mode": self.mode}
 
-    def _drop_unlisted_steps(self) -> None:
-        """Step directories the manifest does not list were finalized by orbax after the last manifest write
-        (a crash in between). They are not trusted; removing them lets the resumed run save those steps again."""
-        root = self.workdir / CHECKPOINT_DIR
-        if not self.primary or not root.is_dir():
+    def _unlisted(self) -> list[str]:
+        """Step directories the manifest does not list: finalized by orbax after the last manifest write (a crash
+        in between, not trusted, so the resumed run saves those steps again), or dropped from the manifest while a
+        reader held their deletion off."""
+        if not self.root.is_dir():
+            return []
+        return [d.name for d in self.root.iterdir() if d.is_dir() and d.name.isdigit()
+                and d.name not in self.manifest["steps"]]
+
+    def _delete(self, names: list[str], *, wait: bool = False) -> None:
+        """Delete unlisted step directories unless a reader is reading (then they wait for the next save)."""
+        if not names:
             return
-        for d in root.iterdir():
-            if d.is_dir() and d.name.isdigit() and d.name not in self.manifest["steps"]:
-                shutil.rmtree(d)
+        with deleting_checkpoints(self.root, wait=wait) as free:
+            if free:
+                for name in names:
+                    shutil.rmtree(self.root / name, ignore_errors=True)
 
     @property
     def latest(self) -> int | None:
@@ -209,45 +232,43 @@ class Checkpoints:
             ))
         except (ValueError, KeyError, FileNotFoundError) as e:
             msg = str(e).split(" [tensorstore_spec")[0][:300]
-            raise UserError(f"checkpoint {self.workdir / CHECKPOINT_DIR / str(step)} cannot be restored into this "
+            raise UserError(f"checkpoint {self.root / str(step)} cannot be restored into this "
                             f"run ({type(e).__name__}: {msg})") from None
         return out["params"], out["opt_state"], dict(out["meta"])
 
     def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
-        """Start writing `state` at `step` (returns once the arrays are copied off the devices)."""
+        """Start writing `state` at `step` (returns once the arrays are copied off the devices). `metrics`: the
+        evaluation of this step, if there was one (the manifest keeps its `metric` for the keep-best policy)."""
         self._finish_pending()
-        metrics = None if metrics is None or self.metric not in metrics else {self.metric: metrics[self.metric],
-                                                                              "step": step}
-        self.mngr.save(step, metrics=metrics, force=True, args=ocp.args.Composite(
+        self.mngr.save(step, force=True, args=ocp.args.Composite(
             params=ocp.args.StandardSave(state.params),
             opt_state=ocp.args.StandardSave(state.opt_state),
             meta=MetaSave(meta),
         ))
-        self._pending[step] = metrics
+        self._pending[step] = None if metrics is None or self.metric not in metrics else {
+            self.metric: float(metrics[self.metric])}
         self.last_saved = step
 
-    def _finish_pending(self) -> None:
+    def _finish_pending(self, wait: bool = False) -> None:
+        """List the finished saves in the manifest, drop the steps the policy no longer keeps from it, then delete
+        their directories (and any a reader held off before)."""
         self.mngr.wait_until_finished()
-        if not self._pending:
-            return
-        if self.primary:
-            kept = {str(s) for s in self.mngr.all_steps()}
-            steps = {k: v for k, v in self.manifest["steps"].items() if k in kept}
+        if self._pending and self.primary:
+            steps = dict(self.manifest["steps"])
             for step, metrics in self._pending.items():
-                if str(step) in kept:
-                    files = file_manifest(self.workdir / CHECKPOINT_DIR / str(step))
-                    steps[str(step)] = {"files": files, "metrics": metrics}
-            latest = max((int(k) for k in steps), default=None)
-            sign = 1 if self.mode == "min" else -1
-            scored = [(v["metrics"][self.metric], sign * int(k)) for k, v in steps.items() if v.get("metrics")]
-            best = sign * (min if self.mode == "min" else max)(scored)[1] if scored else None
-            self.manifest = {**self.manifest, "latest": latest, "best": best, "steps": steps}
+                steps[str(step)] = {"files": file_manifest(self.root / str(step)), "metrics": metrics}
+            kept = kept_steps(steps, self.keep, self.metric, self.mode)
+            steps = {k: v for k, v in steps.items() if k in kept}
+            self.manifest = {**self.manifest, "latest": max(int(k) for k in steps),
+                             "best": best_step(steps, self.metric, self.mode), "steps": steps}
             write_manifest(self.workdir, self.manifest)
         self._pending = {}
+        if self.primary:
+            self._delete(self._unlisted(), wait=wait)
 
     def close(self) -> None:
-        """Wait for the last save and record it in the manifest."""
-        self._finish_pending()
+        """Wait for the last save, record it in the manifest, and delete what is no longer kept."""
+        self._finish_pending(wait=True)
         self.mngr.close()
 
 

@@ -2,7 +2,8 @@
 
     train.jsonl     one line per log interval: step, loss, lr, grad_norm, tokens, steps_per_s, tokens_per_s
     metrics.jsonl   one line per held-out evaluation: step, exact_match, heldout_loss (and bleu when measured)
-    tb/             TensorBoard event files (written by tb_events.py, no TensorFlow): train/*, heldout/*
+    tb/             TensorBoard event files (written by tb_events.py, no TensorFlow): train/*, heldout/*,
+                    flushed at every record
 
 Only process 0 writes. On resume, lines past the restored step are dropped from
 both JSONL files and TensorBoard is told to purge its later events, so the curves
@@ -111,6 +112,7 @@ class RunLog:
             for k, v in record.items():  # one event per scalar, as TensorBoard expects
                 if k != "step" and isinstance(v, int | float):
                     self._tb.add_scalar(f"{prefix}/{k}", v, record["step"])
+            self._tb.flush()  # a killed run keeps its curve up to its last record, as the JSONL files do
 
     def train(self, record: dict[str, Any]) -> None:
         self.train_records.append(record)
@@ -129,6 +131,15 @@ class RunLog:
             self.bar.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True) -> Any:
+    """A tqdm bar on stderr, shown only when stderr is a terminal (never in logs, CI or tests); a context
+    manager with `update(n)`."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None if enabled else True,
+                file=sys.stderr, leave=False)
 
 
 def _tensorboard(directory: Path, start_step: int) -> Any:

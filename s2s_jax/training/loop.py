@@ -33,6 +33,7 @@ from s2s_jax.training.options import BEST_METRICS, OptimizerConfig, TrainConfig
 from s2s_jax.training.schedules import make_optimizer_from
 from s2s_jax.training.state import TrainState, create_train_state
 from s2s_jax.training.steps import make_eval_step, make_train_step
+from s2s_jax.training.stopping import Budget, EarlyStop, Interrupts
 
 __all__ = ["TrainResult", "Validate", "check_can_train", "checkpoint_meta", "train_loop"]
 
@@ -47,7 +48,9 @@ class TrainResult:
     exact_match: float
     history: list[dict[str, float]]
     seconds: float
-    stopped: str = ""  # why it ended before tc.steps: "minutes", "early stopping"; "done": resumed a finished run
+    # why it ended before tc.steps: "minutes", "early stopping", "interrupted by SIGINT" (or SIGTERM); "done": it
+    # was resumed already finished
+    stopped: str = ""
     train_log: list[dict[str, float]] = dataclasses.field(default_factory=list)  # this call's train.jsonl records
 
 
@@ -74,7 +77,7 @@ def train_loop(
     state = create_train_state(model, cfg, tx, tc.seed, task.train_batch(0, tc.batch_size))
     state_sh = sharding.state_sharding(state, mesh, tc.shard_params)
     state = sharding.place(state, state_sh)
-    stopper = _EarlyStop(tc.best_metric, tc.patience)
+    stopper = EarlyStop(tc.best_metric, tc.patience)
     start = 0
     if ckpt is not None and ckpt.latest is not None:
         state, start = _restore(ckpt, state, state_sh, stopper, task, tc)
@@ -93,60 +96,96 @@ def train_loop(
         runlog.line(f"resumed {path} from its checkpoint of step {start}")
 
     begin = time.perf_counter()
-    deadline = begin + 60.0 * tc.minutes if tc.minutes else math.inf
+    budget = Budget(tc.minutes, begin)
     meter = _Meter(start)
     em = runlog.history[-1].get("exact_match", 0.0) if runlog.history else 0.0
     stopped = "done" if start >= tc.steps else ""
     if stopped:
         runlog.line(f"nothing to do: {path} is already trained to step {start}")
-    try:
-        for step in range(start + 1, tc.steps + 1):
-            state, metrics = train_step(state, sharding.global_batch(task.train_batch(step, tc.batch_size), batch_sh))
-            meter.pending.append(metrics)
-            runlog.advance(1)
-            check_clock = bool(tc.minutes) and (jax.process_count() == 1 or step % tc.log_every == 0)
-            timeout = check_clock and sharding.agree(time.perf_counter() >= deadline)
-            last = step == tc.steps or timeout
-            evaluate_now = bool(tc.eval_every and step % tc.eval_every == 0) or last
-            periodic = bool(tc.checkpoint_every and step % tc.checkpoint_every == 0)
-            save_now = ckpt is not None and (evaluate_now or periodic)
-            if step % tc.log_every == 0 or last:
-                _report(runlog, meter, step, tc, schedule, ckpt)
-            elif save_now:
-                _check_finite(jax.device_get(meter.pending), meter.step, ckpt)  # only finite states are saved
-            record, stop_early = None, False
-            if evaluate_now:
-                params = sharding.to_host(state.params)
-                ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
-                record = {"step": step, **(validate(params) if validate else {}),
-                          "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
-                em = record.get("exact_match", em)
-                stop_early = stopper.update(step, record)
-                runlog.eval(record)
-                runlog.line(f"eval step {step}: held-out exact match {em:.2%} of {len(heldout['src'])}, "
-                            f"teacher-forced loss {record['heldout_loss']:.4f}"
-                            + (f", BLEU {record['bleu']:.2f}" if "bleu" in record else "")
-                            + f"  ({time.perf_counter() - begin:.0f}s)")
-                meter.tick = time.perf_counter()  # keep evaluation time out of the steps/s figure
-            if save_now:
-                meta = checkpoint_meta(step, state, tc, task, stopper.state(), saved_config)
-                ckpt.save(step, state, meta, metrics=record)
-            if stop_early:
-                runlog.line(f"early stopping at step {step}: {tc.best_metric} did not improve for {tc.patience} "
-                            f"evaluations (best {stopper.best:.4g} at step {stopper.best_step})")
-                stopped = "early stopping"
-                break
-            if last:
-                stopped = "minutes" if step < tc.steps else ""
-                break
-    finally:
-        if ckpt is not None:
-            ckpt.close()
-        runlog.close()
-    if path is not None and not stopped == "done":
+    done = start  # the last step whose update is in `state`
+    single, signalled = jax.process_count() == 1, False
+    with Interrupts() as interrupts:
+        try:
+            for step in range(start + 1, tc.steps + 1):
+                if single and interrupts.signum is not None:  # it came during the last evaluation or save
+                    break
+                state, metrics = train_step(state, sharding.global_batch(task.train_batch(step, tc.batch_size),
+                                                                         batch_sh))
+                done = step
+                meter.pending.append(metrics)
+                runlog.advance(1)
+                if budget.active:  # the clock counts finished steps, not queued ones
+                    jax.block_until_ready(metrics["loss"])
+                    budget.step_done(time.perf_counter())
+                # wall-clock and signal decisions: process 0's, on every process (each log step when several)
+                decide = single or step % tc.log_every == 0
+                now = time.perf_counter()
+                timeout = decide and budget.active and sharding.agree(budget.exhausted(now))
+                probe = decide and not timeout and sharding.agree(budget.wants_probe(now))
+                signalled = decide and sharding.agree(interrupts.signum is not None)
+                last = step == tc.steps or timeout or signalled
+                evaluate_now = (bool(tc.eval_every and step % tc.eval_every == 0) or last or probe) and not signalled
+                periodic = bool(tc.checkpoint_every and step % tc.checkpoint_every == 0)
+                save_now = ckpt is not None and (evaluate_now or periodic or signalled)
+                if step % tc.log_every == 0 or last:
+                    _report(runlog, meter, step, tc, schedule, ckpt)
+                elif save_now:
+                    _check_finite(jax.device_get(meter.pending), meter.step, ckpt)  # only finite states are saved
+                record, stop_early = None, False
+                if evaluate_now:
+                    tick = time.perf_counter()
+                    params = sharding.to_host(state.params)
+                    ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
+                    record = {"step": step, **(validate(params) if validate else {}),
+                              "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
+                    budget.evaluated(time.perf_counter() - tick)
+                    em = record.get("exact_match", em)
+                    stop_early = stopper.update(step, record)
+                    runlog.eval(record)
+                    runlog.line(f"eval step {step}: held-out exact match {em:.2%} of {len(heldout['src'])}, "
+                                f"teacher-forced loss {record['heldout_loss']:.4f}"
+                                + (f", BLEU {record['bleu']:.2f}" if "bleu" in record else "")
+                                + f"  ({time.perf_counter() - begin:.0f}s)")
+                    meter.tick = time.perf_counter()  # keep evaluation time out of the steps/s figure
+                if save_now:
+                    tick = time.perf_counter()
+                    ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config),
+                              metrics=record)
+                    budget.saved(time.perf_counter() - tick)
+                budget.restart_step_clock()
+                if stop_early:
+                    runlog.line(f"early stopping at step {step}: {tc.best_metric} did not improve for "
+                                f"{tc.patience} evaluations (best {stopper.best:.4g} at step {stopper.best_step})")
+                    stopped = "early stopping"
+                    break
+                if last:
+                    stopped = "minutes" if timeout and step < tc.steps else ""
+                    break
+            if interrupts.signum is not None and (single or signalled):
+                stopped = _save_interrupted(interrupts.name, done, state, meter, runlog, tc, schedule, ckpt, task,
+                                            stopper, saved_config)
+        finally:
+            if ckpt is not None:
+                ckpt.close()
+            runlog.close()
+    if path is not None and stopped not in ("done",) and not stopped.startswith("interrupted"):
         runlog.line(f"saved to {path}")
     return TrainResult(state=state, exact_match=em, history=runlog.history, seconds=time.perf_counter() - begin,
                        stopped=stopped, train_log=runlog.train_records)
+
+
+def _save_interrupted(name: str, step: int, state: TrainState, meter: _Meter, runlog: RunLog, tc: TrainConfig,
+                      schedule: Any, ckpt: Any, task: Any, stopper: EarlyStop,
+                      saved_config: dict[str, Any] | None) -> str:
+    """After SIGINT / SIGTERM: log the steps since the last report and checkpoint `step` (unless it already is),
+    so the run resumes exactly where it was stopped."""
+    if meter.pending:
+        _report(runlog, meter, step, tc, schedule, ckpt)
+    if ckpt is not None and ckpt.last_saved != step:
+        ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config))
+    where = f"; checkpoint of step {step} saved in {ckpt.workdir}: run the same command to resume" if ckpt else ""
+    runlog.line(f"interrupted by {name} at step {step}{where}")
+    return f"interrupted by {name}"
 
 
 class _Meter:
@@ -188,31 +227,6 @@ def _report(runlog: RunLog, meter: _Meter, step: int, tc: TrainConfig, schedule:
                 f"{record['tokens_per_s']:,.0f} tokens/s")
 
 
-class _EarlyStop:
-    """The best value of the validation metric so far, and how many evaluations since it last improved."""
-
-    def __init__(self, metric: str, patience: int) -> None:
-        self.metric, self.mode, self.patience = metric, BEST_METRICS[metric], patience
-        self.best: float | None = None
-        self.best_step: int | None = None
-        self.bad = 0
-
-    def update(self, step: int, record: dict[str, float]) -> bool:
-        """Record an evaluation; True when training should stop."""
-        value = float(record[self.metric])
-        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-            self.best, self.best_step, self.bad = value, step, 0
-        else:
-            self.bad += 1
-        return bool(self.patience) and self.bad >= self.patience
-
-    def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step, "bad": self.bad}
-
-    def load(self, saved: dict[str, Any]) -> None:
-        self.best, self.best_step, self.bad = saved.get("best"), saved.get("best_step"), int(saved.get("bad", 0))
-
-
 def data_position(task: Any, batch_size: int, step: int) -> dict[str, int]:
     """Where the data stream is after `step` steps. Batches are a pure function of (seed, step), so this is
     the step itself; for bucketed text data also the epoch and the index within it (to detect changed data)."""
@@ -236,7 +250,7 @@ def checkpoint_meta(step: int, state: TrainState, tc: TrainConfig, task: Any, ea
             "vocab": {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()}}
 
 
-def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: _EarlyStop, task: Any,
+def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: EarlyStop, task: Any,
              tc: TrainConfig) -> tuple[TrainState, int]:
     step = int(ckpt.latest)
     params, opt_state, meta = ckpt.restore(step, state)
