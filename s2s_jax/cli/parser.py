@@ -9,11 +9,20 @@ run's `training.steps`.
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from s2s_jax import __version__
 from s2s_jax.cli import tools, train, translate
 from s2s_jax.run.config import BEST_METRICS, PRECISIONS, RECIPES
 from s2s_jax.training.schedules import SCHEDULES
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as every other error of the CLI: one line on stderr, exit 2 (argparse's own
+    prints the whole usage first). `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def checkpoint_choice(text: str) -> str | int:
@@ -110,7 +119,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2s-jax", description="Sequence-to-sequence models in JAX/Flax.")
+    parser = OneLineParser(prog="s2s-jax", description="Sequence-to-sequence models in JAX/Flax.")
     parser.add_argument("--version", action="version", version=f"s2s-jax {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
 

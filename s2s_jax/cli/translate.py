@@ -120,6 +120,7 @@ def _translate_and_plot(args: argparse.Namespace, run: Any, translator: Any, opt
         raise UserError(f"--plot-attention draws one sentence's attention; got {len(texts)} inputs, give exactly one")
     src, src_lengths = run.task.encode_inputs(texts)  # validates the input before any decoding
     ids, _ = translator.decode_ids(src, src_lengths, opts)  # what plain `translate` prints, bound included
+    src = src[:, : int(src_lengths[0])]  # one sentence needs no padding (which may pass the model's positions)
     print(run.task.decode_output(ids[0]))
     _plot_attention(run, src, src_lengths, ids[0], args.plot_attention)
     return 0

@@ -120,6 +120,8 @@ def load_splits(
     for split in splits:
         try:
             ds = open_split(split)
+        except UserError:  # preparing the dataset failed (bad files, no network): not a missing split
+            raise
         except (ValueError, KeyError) as e:  # tfds: unknown split
             if missing_ok:
                 continue

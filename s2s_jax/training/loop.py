@@ -65,6 +65,7 @@ def train_loop(
     at each evaluation (the loop adds the teacher-forced loss); `saved_config` is the run config stored in each
     checkpoint's meta. mesh: the devices to train on (default: a `data` mesh over all devices of all processes).
     The caller has run `check_can_train` first, before it set up the workdir."""
+    begin = time.perf_counter()  # --minutes counts from here: set-up and compilation are part of the run
     mesh = mesh or sharding.make_mesh()
     primary = sharding.is_primary()
     ckpt = None
@@ -95,7 +96,6 @@ def train_loop(
     if start:
         runlog.line(f"resumed {path} from its checkpoint of step {start}")
 
-    begin = time.perf_counter()
     budget = Budget(tc.minutes, begin)
     meter = _Meter(start)
     em = runlog.history[-1].get("exact_match", 0.0) if runlog.history else 0.0

@@ -136,3 +136,44 @@ def test_reversed_source_weights_are_in_source_order():
     want = np.asarray(reverse_within_lengths(plain_w.swapaxes(1, 2), lengths)).swapaxes(1, 2)
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert not np.allclose(got, plain_w, atol=1e-3)
+
+
+# ---- the same translation path as `translate` (text task: a length bound per source, learned positions) --------
+def _text_workdir(path, preset, **overrides):
+    """A translation workdir with untrained weights (no data files): an untrained model rarely says eos, so its
+    outputs run to the length bound, which makes the bound visible."""
+    import optax
+
+    from s2s_jax.data.translation import TranslationTask
+    from s2s_jax.run.config import DataConfig, RunConfig
+    from s2s_jax.run.train import config_for_task
+    from s2s_jax.run.workdir import save_run
+    from s2s_jax.training.state import create_train_state
+
+    words = "ein mann mit einem roten hut . eine frau".split()
+    rng = np.random.default_rng(0)
+    src = [" ".join(rng.choice(words, int(rng.integers(1, 8)))) for _ in range(40)]
+    task = TranslationTask("parallel_text:unused.src,unused.tgt", buckets=(8, 16))
+    task.fit(src, [s.upper() for s in src])
+    cfg = config_for_task(preset, task, dict(emb_dim=8, hid_dim=8, dropout=0.0, **overrides))
+    state = create_train_state(build_model(cfg), cfg, optax.adam(1e-3), 0, task.shape_batch())
+    save_run(path, RunConfig(model=cfg, data=DataConfig.of(task.settings()), preset=preset), task, state)
+    return path
+
+
+@pytest.mark.parametrize("preset, overrides, text", [
+    # the bound is 1.5 * 7 + 10 = 20 tokens for this source, not that of its padded width 8 (22)
+    ("bentrevett-attention", {}, "ein mann mit einem roten hut ."),
+    # 12 tokens pad to a 16 bucket, past the 12 learned positions: plain translate pads only as far as they reach
+    ("bentrevett-transformer", dict(n_layers=1, n_heads=2, ff_dim=16, max_len=12), " ".join(["mann"] * 12)),
+])
+def test_plot_attention_translates_as_translate_does(tmp_path, capsys, preset, overrides, text):
+    workdir = _text_workdir(tmp_path / "run", preset, **overrides)
+    assert main(["translate", "--workdir", str(workdir), text]) == 0
+    plain = capsys.readouterr().out
+    png = tmp_path / "a.png"
+    assert main(["translate", "--workdir", str(workdir), "--plot-attention", str(png), text]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == plain and png.exists(), captured.err
+    n_src = len(text.split())
+    assert len(plain.split()) <= min(int(1.5 * n_src + 10), overrides.get("max_len", 10**6))

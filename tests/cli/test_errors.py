@@ -59,7 +59,8 @@ def test_bad_parallel_training_files(tmp_path, capsys, src, tgt, messages):
     assert not w.exists()
 
 
-@pytest.mark.parametrize("content, message", [(b"1+2\n\n3+4\n", ":2: empty line"),
+@pytest.mark.parametrize("content, message", [(b"1+2\n\n3+4\n", ":2: empty line; every line must hold a sentence "
+                                                                     "(remove the line"),
                                               (b"1+2\n3+\xc3\n", ":2: not UTF-8 (byte 0xc3 at column 3)")])
 def test_bad_input_file_to_translate(workdir, tmp_path, capsys, content, message):
     f = tmp_path / "in.txt"
@@ -135,3 +136,62 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert run.step == 1
     assert main(["translate", "--workdir", str(w), "1+2"]) == 0  # the kept checkpoint works
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_more_bad_input_to_translate(workdir, tmp_path, capsys):
+    w = str(workdir)
+    f = tmp_path / "in.txt"
+    f.write_text("1+2\n")
+    err = _error(capsys, ["translate", "--workdir", w, "--input", str(f), "3+4"], "not both")  # not silently ignored
+    assert "remove the pair" not in err
+    vocab = load_run(workdir).config.model.tgt_vocab_size
+    _error(capsys, ["translate", "--workdir", w, "--sample", "--top-k", str(vocab + 1), "1+2"],
+           f"top_k={vocab + 1} is more than the {vocab} tokens of the target vocabulary")
+
+
+def test_argparse_errors_are_one_line_too(capsys):
+    for argv, message in ((["translate", "--workdir", "w", "--beam", "x"], "argument --beam: invalid int value: 'x'"),
+                          (["translate"], "the following arguments are required: --workdir"),
+                          (["frobnicate"], "invalid choice: 'frobnicate'")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err and "usage:" not in err, err
+
+
+def test_version(capsys):
+    import s2s_jax
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"s2s-jax {s2s_jax.__version__}"
+
+
+def test_a_dataset_task_needs_its_data(tmp_path, capsys):
+    w = tmp_path / "w"
+    _error(capsys, ["train", "--preset", "addition-gru", "--task", "translation", "--workdir", str(w)],
+           "--task translation reads a dataset: give it as --data SPEC")
+    assert not w.exists()
+
+
+def test_offline_multi30k_without_manual_dir_fails_at_once(tmp_path, capsys, monkeypatch):
+    """No network: one line naming --manual-dir within seconds, instead of TFDS retrying for minutes."""
+    import socket
+    import time
+
+    import tensorflow_datasets as tfds
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the downloader was called although the host is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", no_download)
+    start = time.monotonic()
+    _error(capsys, ["train", "--preset", "addition-gru", "--data", "multi30k:de-en", "--data-dir", str(tmp_path / "d"),
+                    "--workdir", str(tmp_path / "w")],
+           "raw.githubusercontent.com cannot be reached (Network is unreachable)", "--manual-dir")
+    assert time.monotonic() - start < 60

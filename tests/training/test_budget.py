@@ -1,0 +1,40 @@
+"""`--minutes` is the whole run's budget: compilation, steps, evaluations, and the final evaluation and save all
+fit in it (the loop keeps back the time they took when last measured)."""
+
+import time
+
+from s2s_jax import presets
+from s2s_jax.data.addition import AdditionTask
+from s2s_jax.run.config import DecodeOptions, TrainConfig
+from s2s_jax.run.train import train
+from s2s_jax.training.stopping import Budget
+
+TASK = AdditionTask(digits=2, n_heldout=300)
+# beam-2 validation of 300 sums: an evaluation that costs seconds, as Multi30k's do at scale
+CFG = presets.get("addition-attn", src_vocab_size=len(TASK.src_vocab), tgt_vocab_size=len(TASK.tgt_vocab),
+                  emb_dim=12, hid_dim=12)
+SECONDS = 15.0
+
+
+def test_the_final_evaluation_fits_in_the_budget(tmp_path):
+    tc = TrainConfig(steps=10**6, batch_size=16, eval_every=0, log_every=50, minutes=SECONDS / 60)
+    start = time.perf_counter()
+    result = train(CFG, TASK, tc, tmp_path / "w", log=lambda line: None, decoding=DecodeOptions(beam=2))
+    wall = time.perf_counter() - start
+    assert result.stopped == "minutes"
+    assert result.seconds <= SECONDS * 1.1, result.seconds  # the loop's clock: set-up, compiling, steps, evaluations
+    assert wall <= SECONDS * 1.1 + 3, wall  # creating the workdir is the only time outside it
+    steps = int(result.state.step)
+    assert steps > 1 and result.history[-1]["step"] == steps  # it evaluated where it stopped, and saved it
+
+
+def test_budget_arithmetic():
+    b = Budget(1.0, begin=100.0)
+    assert not b.wants_probe(105.0) and b.wants_probe(106.0)  # no evaluation measured by a tenth of the budget
+    b.step_done(106.0)
+    b.step_done(107.0)  # steps of 1 s
+    b.evaluated(20.0)
+    b.saved(2.0)
+    assert not b.wants_probe(108.0)
+    assert not b.exhausted(136.9) and b.exhausted(137.0)  # 160 - (1 + 20 + 2)
+    assert not Budget(0.0, begin=0.0).active and not Budget(0.0, begin=0.0).exhausted(1e12)
