@@ -32,10 +32,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:  # ConfigError included
         print(f"s2s-jax {args.verb}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:  # Ctrl-C outside training (which saves and returns by itself)
-        print(f"s2s-jax {args.verb}: interrupted", file=sys.stderr)
-        return INTERRUPTED
     except BrokenPipeError:  # `s2s-jax translate ... | head`: the reader has gone, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 0
+    except Exception as e:  # running out of memory is the size asked for, not a bug: say so in one line
+        if not _out_of_memory(e):
+            raise
+        print(f"s2s-jax {args.verb}: error: out of memory ({type(e).__name__}); the model, batch or beam asked "
+              "for does not fit in this machine: lower --batch-size, --beam or the model's sizes", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves and returns by itself)
+        print(f"s2s-jax {args.verb}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
+
+def _out_of_memory(e: Exception) -> bool:
+    """Python's MemoryError, or XLA's RESOURCE_EXHAUSTED (a device or host allocation that failed)."""
+    return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)[:200]

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from s2s_jax.config import ConfigError, ModelConfig
-from s2s_jax.training.options import BEST_METRICS, PRECISIONS, OptimizerConfig, TrainConfig
+from s2s_jax.training.options import BEST_METRICS, PRECISIONS, OptimizerConfig, TrainConfig, check_ints_fit
 
 SECTIONS = ("model", "data", "optimizer", "training", "decoding")
 __all__ = ["BEST_METRICS", "PRECISIONS", "DataConfig", "DecodeOptions", "OptimizerConfig", "RunConfig", "TrainConfig"]
@@ -50,6 +50,7 @@ class DecodeOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_ints_fit("decoding", self)
         if self.beam < 1:
             raise ConfigError(f"decoding: beam={self.beam} must be >= 1 (1 is greedy)")
         if not math.isfinite(self.alpha):

@@ -57,6 +57,8 @@ def evaluate_split(
     opts = run.config.decoding if opts is None else opts
 
     task = run.task
+    if limit is not None and limit < 1:
+        raise UserError(f"limit={limit}: give a number of sentences >= 1 (or no limit)")
     if not hasattr(task, "read_splits"):
         raise UserError(f"the {task.name} task has no dataset splits to evaluate; train with --data")
     pairs = task.read_splits([split], data_dir=data_dir, manual_dir=manual_dir)[split]

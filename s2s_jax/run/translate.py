@@ -116,6 +116,9 @@ class Translator:
     def check(self, opts: DecodeOptions) -> None:
         """Options this model cannot decode with, refused before any input is read."""
         vocab = self.cfg.tgt_vocab_size
+        if opts.beam > vocab:  # more beams than first tokens to start them from (fairseq refuses it too)
+            raise UserError(f"beam={opts.beam} is more than the {vocab} tokens of the target vocabulary; give at "
+                            f"most {vocab}")
         if opts.sample and opts.top_k > vocab:
             raise UserError(f"top_k={opts.top_k} is more than the {vocab} tokens of the target vocabulary; give at "
                             f"most {vocab} (0: all)")

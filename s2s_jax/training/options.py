@@ -8,6 +8,7 @@ in a workdir. Every bad value is a `ConfigError` naming the section and field.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from s2s_jax.errors import ConfigError
@@ -15,6 +16,16 @@ from s2s_jax.training.schedules import OPTIMIZERS, SCHEDULES
 
 PRECISIONS = ("fp32", "bf16")
 BEST_METRICS = {"heldout_loss": "min", "exact_match": "max", "bleu": "max"}
+INT_LIMIT = 2**31 - 1  # counts and seeds enter jitted code as int32
+
+
+def check_ints_fit(section: str, obj: Any) -> None:
+    """Every int field of a config section fits in int32: a step count or seed past it would overflow inside
+    jitted code, far from the flag that caused it."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+            raise ConfigError(f"{section}: {f.name}={value} is too large (at most {INT_LIMIT})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +48,18 @@ class OptimizerConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
+        check_ints_fit("optimizer", self)
         if self.name not in OPTIMIZERS:
             raise ConfigError(f"optimizer: name={self.name!r} is not one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"optimizer: schedule={self.schedule!r} is not one of {SCHEDULES}")
-        if not self.lr > 0 or self.clip_norm < 0 or self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ConfigError("optimizer: lr must be > 0; clip_norm, warmup_steps and weight_decay >= 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"optimizer: lr={self.lr} must be a finite number > 0")
+        for name in ("b1", "b2", "eps", "weight_decay", "momentum", "clip_norm"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ConfigError(f"optimizer: {name}={getattr(self, name)} must be a finite number >= 0")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optimizer: warmup_steps={self.warmup_steps} must be >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"optimizer: label_smoothing={self.label_smoothing} must be in [0, 1)")
 
@@ -81,12 +98,15 @@ class TrainConfig:
     shard_params: bool = False
 
     def __post_init__(self) -> None:
+        check_ints_fit("training", self)
         for name in ("steps", "batch_size", "log_every", "eval_chunk", "keep", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training: {name}={getattr(self, name)} must be >= 1")
-        for name in ("eval_every", "checkpoint_every", "patience", "minutes"):
+        for name in ("eval_every", "checkpoint_every", "patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training: {name}={getattr(self, name)} must be >= 0")
+        if not (math.isfinite(self.minutes) and self.minutes >= 0):
+            raise ConfigError(f"training: minutes={self.minutes} must be a finite number >= 0 (0: no budget)")
         if self.best_metric not in BEST_METRICS:
             raise ConfigError(f"training: best_metric={self.best_metric!r} is not one of {tuple(BEST_METRICS)}")
         if self.precision not in PRECISIONS:

@@ -195,3 +195,38 @@ def test_offline_multi30k_without_manual_dir_fails_at_once(tmp_path, capsys, mon
                     "--workdir", str(tmp_path / "w")],
            "raw.githubusercontent.com cannot be reached (Network is unreachable)", "--manual-dir")
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize("extra, message", [  # what the CLI fuzz test (test_fuzz_cli.py) found
+    (["--beam", "4294967296"], "decoding: beam=4294967296 is too large"),
+    (["--beam", "15"], "beam=15 is more than the 14 tokens of the target vocabulary"),
+    (["--seed", "99999999999999"], "decoding: seed=99999999999999 is too large"),
+])
+def test_decoding_values_found_by_fuzzing(workdir, capsys, extra, message):
+    _error(capsys, ["translate", "--workdir", str(workdir), *extra, "1+2"], message)
+
+
+def test_training_values_found_by_fuzzing(tmp_path, capsys):
+    w = tmp_path / "w"
+    _error(capsys, ["train", "--preset", "addition-gru", "--workdir", str(w), *TINY, "--warmup-steps", "4294967296"],
+           "optimizer: warmup_steps=4294967296 is too large")
+    _error(capsys, ["train", "--preset", "addition-gru", "--workdir", str(w), *TINY, "--minutes", "nan"],
+           "training: minutes=nan must be a finite number >= 0")
+    assert not w.exists()
+
+
+def test_out_of_memory_and_ctrl_c_outside_training(workdir, capsys, monkeypatch):
+    from s2s_jax.run.translate import Translator
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(Translator, "translate", exhausted)
+    _error(capsys, ["translate", "--workdir", str(workdir), "1+2"], "out of memory (MemoryError)", "--batch-size")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Translator, "translate", interrupted)
+    assert main(["translate", "--workdir", str(workdir), "1+2"]) == 130
+    assert capsys.readouterr().err == "s2s-jax translate: interrupted\n"

@@ -107,6 +107,15 @@ def test_rows_do_not_depend_on_their_batch(setup, opts):
     assert all(np.array_equal(part[i], full[j]) for i, j in enumerate(pick))
 
 
+def test_progress_counts_every_sentence_once(setup):
+    """What `evaluate`'s progress bar is fed: the real rows of each chunk (19 sentences in chunks of 8: the last
+    one holds 3, padded with copies that do not count)."""
+    run, tr, texts, _, _ = setup
+    done = []
+    assert tr.translate(texts[:19], progress=done.append) == tr.translate(texts[:19])
+    assert done == [8, 8, 3]
+
+
 def test_beam_five_never_scores_worse_than_greedy(setup):
     run, tr, _, src, lengths = setup
     greedy, g_scores = tr.decode_ids(src, lengths, DecodeOptions())
