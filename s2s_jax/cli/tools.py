@@ -21,7 +21,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_torch_export() -> None:
+    """torch.onnx's exporter warns, on every graph, that torchvision's detection ops cannot be registered (they
+    are not used here), and torch's pytree that an internal class is deprecated: noise that hides real output."""
+    import logging
+    import warnings
+
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=FutureWarning)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    quiet_torch_export()
     from export.onnx_export import describe, export_workdir
 
     print(describe(export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint), args.out))
