@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("evaluate", help="translate a dataset split; write hypotheses and BLEU/chrF (sacreBLEU)")
     p.add_argument("--workdir", required=True)
-    p.add_argument("--split", default="test", help="split to translate (test: the dataset's standard test set)")
+    p.add_argument("--split", help="split to translate (default test: the dataset's standard test set; Multi30k's "
+                                   "test_2017, test_2017_mscoco, test_2018 are read from the manual dir when there)")
+    p.add_argument("--src", metavar="FILE", help="evaluate on this source file instead of a split (with --ref)")
+    p.add_argument("--ref", metavar="FILE", help="the reference translations of --src, line by line")
     p.add_argument("--out", help="directory for SPLIT.METHOD.hyp and SPLIT.METHOD.json (default: WORKDIR/eval)")
     p.add_argument("--limit", type=int, help="only the first N sentences")
     p.add_argument("--data-dir", help="override the TFDS data dir saved with the run")

@@ -144,14 +144,24 @@ def _plot_attention(run: Any, src: Any, src_lengths: Any, output: Any, path: str
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Translate a dataset split, write hypotheses and a JSON of BLEU/chrF scores."""
-    from s2s_jax.run.evaluate import evaluate_split
+    """Translate a dataset split (or a pair of plain files), write hypotheses and a JSON of BLEU/chrF scores."""
+    from s2s_jax.run.evaluate import evaluate_pairs, evaluate_split, read_file_pair
     from s2s_jax.run.workdir import load_run
 
+    if bool(args.src) != bool(args.ref):
+        raise UserError("--src and --ref go together: the source file and its reference translations")
+    if args.src and args.split is not None:
+        raise UserError(f"give --split {args.split} or --src/--ref files, not both")
+    if args.src:
+        name, pairs = read_file_pair(args.src, args.ref)  # before the model is loaded: bad files fail fast
     run = load_run(args.workdir, args.checkpoint)
     out = args.out or str(Path(args.workdir) / "eval")
-    result = evaluate_split(run, args.split, decode_options(args, run.config.decoding), out,
-                            batch_size=args.batch_size, limit=args.limit, data_dir=args.data_dir,
-                            manual_dir=args.manual_dir, progress=True)
+    opts = decode_options(args, run.config.decoding)
+    common = dict(batch_size=args.batch_size, limit=args.limit, progress=True)
+    if args.src:
+        result = evaluate_pairs(run, name, pairs, opts, out, data=f"{args.src},{args.ref}", **common)
+    else:
+        result = evaluate_split(run, args.split or "test", opts, out, data_dir=args.data_dir,
+                                manual_dir=args.manual_dir, **common)
     print(json.dumps({k: result[k] for k in ("split", "step", "sentences", "bleu", "chrf", "decoding", "hypotheses")}))
     return 0

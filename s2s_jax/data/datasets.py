@@ -104,6 +104,16 @@ def _open(spec: DataSpec, data_dir: str | None, manual_dir: str | None) -> tuple
     return open_split, (str(keys[0]), str(keys[1]))
 
 
+def _multi30k_local(spec: DataSpec, split: str, manual_dir: str | Path | None) -> list[tuple[str, str]] | None:
+    """A Multi30k split the prepared dataset lacks, read from the manual dir if its files are there now."""
+    if spec.kind != "multi30k":
+        return None
+    from s2s_jax.data.multi30k import local_split
+
+    src, _, tgt = spec.name.partition("-")
+    return local_split(manual_dir, split, src, tgt, spec.variant)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -123,6 +133,10 @@ def load_splits(
         except UserError:  # preparing the dataset failed (bad files, no network): not a missing split
             raise
         except (ValueError, KeyError) as e:  # tfds: unknown split
+            local = _multi30k_local(spec, split, manual_dir)
+            if local is not None:
+                out[split] = local
+                continue
             if missing_ok:
                 continue
             raise UserError(f"dataset {spec.kind}:{spec.name} has no split {split!r} "

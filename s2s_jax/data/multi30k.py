@@ -74,6 +74,22 @@ def find_local(directory: Path, stem: str, lang: str, variant: str) -> Path | No
     return None
 
 
+def local_split(manual_dir: str | Path | None, split: str, src: str, tgt: str,
+                variant: str) -> list[tuple[str, str]] | None:
+    """The pairs of `split` read straight from `manual_dir`, when both its files are there: the extra test sets
+    (test_2017, test_2017_mscoco, test_2018) a user adds after the training data was prepared are evaluated
+    without preparing the dataset again. None when the split or its files are not there."""
+    if manual_dir is None or split not in SPLITS:
+        return None
+    stem, langs = SPLITS[split]
+    if src not in langs or tgt not in langs:
+        return None
+    paths = [find_local(Path(manual_dir), stem, lang, variant) for lang in (src, tgt)]
+    if None in paths:
+        return None
+    return read_parallel(*paths)
+
+
 class Multi30kConfig(tfds.core.BuilderConfig):
     def __init__(self, *, src: str, tgt: str, variant: str) -> None:
         name = f"{src}-{tgt}" + ("-tok" if variant == "tok" else "")

@@ -49,38 +49,62 @@ def evaluate_split(
     limit: int | None = None, data_dir: str | None = None, manual_dir: str | None = None, log: Any = print,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Translate `split` of the run's dataset (a `workdir.Run`), write `{split}.{tag}.hyp` (one line per source, in
-    order) and `{split}.{tag}.json` (scores and settings) under `out_dir`, and return the scores. `opts`: the
-    decoding options (default: the run's decoding section); `progress`: a bar on stderr when it is a terminal."""
-    from s2s_jax.run.translate import Translator
-
-    opts = run.config.decoding if opts is None else opts
-
+    """Translate `split` of the run's dataset (a `workdir.Run`; Multi30k's extra test sets are also read straight
+    from the manual dir when the prepared data lacks them) and score it: see `evaluate_pairs`."""
     task = run.task
-    if limit is not None and limit < 1:
-        raise UserError(f"limit={limit}: give a number of sentences >= 1 (or no limit)")
     if not hasattr(task, "read_splits"):
         raise UserError(f"the {task.name} task has no dataset splits to evaluate; train with --data")
     pairs = task.read_splits([split], data_dir=data_dir, manual_dir=manual_dir)[split]
+    return evaluate_pairs(run, split, pairs, opts, out_dir, batch_size=batch_size, limit=limit, log=log,
+                          progress=progress, data=task.data)
+
+
+def read_file_pair(source: str | Path, reference: str | Path) -> tuple[str, list[tuple[str, str]]]:
+    """(name, pairs) of a test set given as two aligned plain-text files (`evaluate --src F --ref F`); the name
+    is the source file's, without its language suffix (newstest2014.de -> newstest2014)."""
+    from s2s_jax.data.textfiles import read_parallel
+
+    pairs = read_parallel(source, reference)
+    name = Path(source).name.removesuffix(".gz")
+    stem, dot, _ = name.rpartition(".")
+    return (stem if dot and stem else name), pairs
+
+
+def evaluate_pairs(
+    run: Any, name: str, pairs: list[tuple[str, str]], opts: DecodeOptions | None, out_dir: str | Path, *,
+    batch_size: int = 64, limit: int | None = None, log: Any = print, progress: bool = False, data: str = "",
+) -> dict[str, Any]:
+    """Translate the sources of `pairs`, write `{name}.{tag}.hyp` (one line per source, in order) and
+    `{name}.{tag}.json` (scores and settings) under `out_dir`, and return the scores. `opts`: the decoding options
+    (default: the run's decoding section); `progress`: a bar on stderr when it is a terminal."""
+    from s2s_jax.run.translate import Translator
+
+    opts = run.config.decoding if opts is None else opts
+    task = run.task
+    if limit is not None and limit < 1:
+        raise UserError(f"limit={limit}: give a number of sentences >= 1 (or no limit)")
     if limit is not None:
         pairs = pairs[:limit]
+    if not pairs:
+        raise UserError(f"{name} has no sentences to evaluate")
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     tag = f"beam{opts.beam}" if opts.method == "beam" else opts.method
     start = time.perf_counter()
-    with progress_bar(len(sources), f"{split} {tag}", "sentence", enabled=progress) as bar:
+    with progress_bar(len(sources), f"{name} {tag}", "sentence", enabled=progress) as bar:
         hypotheses = Translator(run.config.model, run.params, task, batch_size).translate(sources, opts, bar.update)
     seconds = time.perf_counter() - start
-    scores = corpus_scores(hypotheses, references, pretokenized=task.pretokenized, lowercase=reference_lowercase(task))
+    pretokenized = bool(getattr(task, "pretokenized", False))
+    scores = corpus_scores(hypotheses, references, pretokenized=pretokenized, lowercase=reference_lowercase(task))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    hyp_path = out_dir / f"{split}.{tag}.hyp"
+    hyp_path = out_dir / f"{name}.{tag}.hyp"
     hyp_path.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
     result = {
-        "split": split, "data": task.data, "sentences": len(pairs), "step": run.step,
+        "split": name, "data": data, "sentences": len(pairs), "step": run.step,
         "decoding": {"method": opts.method, **opts.to_dict()}, **scores, "seconds": round(seconds, 2),
         "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1), "hypotheses": str(hyp_path),
     }
-    (out_dir / f"{split}.{tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    log(f"{split} ({len(pairs)} sentences, {tag}): BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  "
+    (out_dir / f"{name}.{tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    log(f"{name} ({len(pairs)} sentences, {tag}): BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  "
         f"[{scores['bleu_signature']}]  ({seconds:.1f}s)")
     return result

@@ -42,6 +42,21 @@ def test_multi30k_from_generated_files_both_variants(tmp_path):
         load_splits(parse_spec("multi30k:de-en"), ["test_2017"], data_dir=tmp_path / "d", manual_dir=manual)
 
 
+def test_extra_multi30k_test_sets_come_from_the_manual_dir(tmp_path):
+    """test_2018 added to the manual dir after the data was prepared: read from its files, no re-preparation."""
+    manual = write_multi30k(tmp_path / "m30k")
+    spec = parse_spec("multi30k:de-en")
+    load_splits(spec, ["train"], data_dir=tmp_path / "d", manual_dir=manual)  # prepared without test_2018
+    prepared = sorted(p.name for p in (tmp_path / "d").rglob("*") if p.is_file())
+    for lang, lines in (("de", DE[::-1]), ("en", EN[::-1])):
+        (manual / f"test_2018_flickr.{lang}.gz").write_bytes(gzip.compress("\n".join(lines).encode() + b"\n"))
+    got = load_splits(spec, ["test_2018", "test_2016"], data_dir=tmp_path / "d", manual_dir=manual)
+    assert got["test_2018"] == list(zip(DE[::-1], EN[::-1], strict=True)) and got["test_2016"] == [(DE[0], EN[0])]
+    assert sorted(p.name for p in (tmp_path / "d").rglob("*") if p.is_file()) == prepared  # nothing re-prepared
+    with pytest.raises(UserError, match="no split 'test_2017'"):  # its files are not there
+        load_splits(spec, ["test_2017"], data_dir=tmp_path / "d", manual_dir=manual)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
                     reason="TensorFlow is installed here; this checks the environment `make install` builds")
 def test_multi30k_reads_without_tensorflow(tmp_path):
@@ -120,8 +135,11 @@ def test_tfds_registry_dataset_with_mock_data(tmp_path):
     assert "tensorflow" not in sys.modules
 
 
-def test_multi30k_downloads_the_official_files_or_says_how_to_work_offline(tmp_path):
+def test_multi30k_downloads_the_official_files_or_says_how_to_work_offline(tmp_path, monkeypatch):
+    from s2s_jax.data import multi30k
     from s2s_jax.data.multi30k import Multi30k, url
+
+    monkeypatch.setattr(multi30k, "check_reachable", lambda address: None)  # the host answers; the download fails
 
     base = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1"
     assert url("train", "de", "raw") == f"{base}/raw/train.de.gz"

@@ -160,6 +160,23 @@ def test_evaluate_verb_writes_hypotheses_and_scores(workdir, capsys):
     assert "no split 'nope'" in capsys.readouterr().err
 
 
+def test_evaluate_scores_a_plain_file_pair(workdir, capsys):
+    """`--src/--ref`: any test set as two files, scored as a split is (the test split's own files here)."""
+    root = workdir.parent
+    argv = ["evaluate", "--workdir", str(workdir), "--beam", "2", "--batch-size", "8"]
+    assert main([*argv, "--src", str(root / "test.de"), "--ref", str(root / "test.en")]) == 0
+    files = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert main([*argv, "--split", "test"]) == 0
+    split = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert files["split"] == "test" and files["sentences"] == 24 and files["bleu"] == split["bleu"]
+    assert (workdir / "eval" / "test.beam2.hyp").read_text().count("\n") == 24
+    (root / "short.en").write_text("red\n")
+    assert main([*argv, "--src", str(root / "test.de"), "--ref", str(root / "short.en")]) == 2
+    assert "aligned line by line" in capsys.readouterr().err
+    assert main([*argv, "--src", str(root / "test.de")]) == 2
+    assert "--src and --ref go together" in capsys.readouterr().err
+
+
 def test_sources_padded_past_a_learned_position_table_still_translate(setup):
     # buckets 8,16: a 12-token source pads to 16, wider than a 12-row learned position table
     from s2s_jax import presets
