@@ -26,19 +26,22 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def checkpoint_choice(text: str) -> str | int:
-    """`--checkpoint`: "best", "latest" or a step number."""
-    if text in ("best", "latest"):
+    """`--checkpoint`: "best", "latest", a step number, "ema", "ema:STEP" or "averaged" (see `run.weights`)."""
+    if text in ("best", "latest", "ema", "averaged"):
         return text
+    step = text.removeprefix("ema:")
     try:
-        return int(text)
+        return f"ema:{int(step)}" if text.startswith("ema:") else int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not best, latest or a step number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not best, latest, a step number, ema[:STEP] or "
+                                         "averaged") from None
 
 
 def add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=checkpoint_choice, default="best", metavar="best|latest|STEP",
-                   help="which saved step to use (default best: the best by the run's validation metric, which is "
-                        "the latest when the run never evaluated)")
+    p.add_argument("--checkpoint", type=checkpoint_choice, default="best", metavar="best|latest|STEP|ema|averaged",
+                   help="which weights to use (default best: the best step by the run's validation metric, which "
+                        "is the latest when the run never evaluated; ema[:STEP]: the EMA of the params kept with "
+                        "--ema-decay; averaged: what `s2s-jax average` wrote)")
 
 
 def add_decode_args(p: argparse.ArgumentParser) -> None:
@@ -88,6 +91,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default cosine)")
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warmup before the schedule")
     p.add_argument("--label-smoothing", type=float, help="e.g. 0.1, the modern transformer's intent")
+    p.add_argument("--ema-decay", type=float, help="keep an exponential moving average of the params (e.g. 0.999), "
+                                                   "saved with each checkpoint; translate with --checkpoint ema")
     p.add_argument("--seed", type=int, help="seeds parameters, dropout and the task's data split (default 0)")
     p.add_argument("--eval-every", type=int, help="held-out exact match every N steps (default 500)")
     p.add_argument("--set", action="append", default=[], metavar="[SECTION.]KEY=VALUE",
@@ -160,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["int8"], default=None, help="also write int8 dynamic-quantized graphs")
     add_checkpoint_arg(p)
     p.set_defaults(func=tools.cmd_export)
+
+    p = verbs.add_parser("average", help="average the params of the last N checkpoints (fairseq's "
+                                         "average_checkpoints) into WORKDIR/averaged: --checkpoint averaged")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--last", type=int, metavar="N", help="the last N kept checkpoints (default: all kept)")
+    p.add_argument("--steps", metavar="A,B,...", help="these kept steps instead")
+    p.set_defaults(func=tools.cmd_average)
 
     p = verbs.add_parser("parity", help="check a preset against its PyTorch mirror on random padded inputs")
     p.add_argument("--preset", required=True)

@@ -10,6 +10,7 @@ import json
 import sys
 
 from s2s_jax import presets
+from s2s_jax.errors import UserError
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -36,6 +37,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from export.onnx_export import describe, export_workdir
 
     print(describe(export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint), args.out))
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    """Average checkpoints of a run (which may still be training) into WORKDIR/averaged."""
+    from s2s_jax.cli.train import int_list
+    from s2s_jax.run.weights import average_checkpoints
+    from s2s_jax.run.workdir import load_run_config, load_task
+
+    if args.last is not None and args.steps:
+        raise UserError("give --last N or --steps A,B,..., not both")
+    config = load_run_config(args.workdir)
+    record = average_checkpoints(args.workdir, config, load_task(args.workdir, config), last=args.last,
+                                 steps=int_list(args.steps) if args.steps else None)
+    print(f"averaged steps {record['steps']} into {args.workdir}/averaged (use --checkpoint averaged)")
     return 0
 
 

@@ -17,7 +17,7 @@ FLAG_KEYS = {
     "patience": ("training", "patience"), "shard_params": ("training", "shard_params"),
     "seed": ("training", "seed"), "lr": ("optimizer", "lr"), "schedule": ("optimizer", "schedule"),
     "warmup_steps": ("optimizer", "warmup_steps"), "label_smoothing": ("optimizer", "label_smoothing"),
-    "optimizer": ("optimizer", "name"),
+    "optimizer": ("optimizer", "name"), "ema_decay": ("optimizer", "ema_decay"),
 }
 # dests that are not data settings (everything else the train parser defines describes the task)
 RUN_DESTS = set(FLAG_KEYS) | {"verb", "func", "preset", "workdir", "set", "recipe", "minutes", "progress",

@@ -37,7 +37,7 @@ from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import ConfigError, UserError
 from s2s_jax.run.config import RESUMABLE, RunConfig
 from s2s_jax.training.checkpoint import CHECKPOINT_DIR, MANIFEST_FILE
-from s2s_jax.training.locks import PID_FILE, WorkdirOwner, reading_checkpoints
+from s2s_jax.training.locks import PID_FILE, WorkdirOwner
 from s2s_jax.training.logs import METRICS_FILE, read_json, write_atomic
 
 CONFIG_FILE = "config.json"
@@ -171,30 +171,11 @@ def save_run(workdir: str | Path, run: RunConfig, task: Any, state: Any) -> Path
     return path
 
 
-def _shape_mismatches(saved: Any, expected: Any) -> list[str]:
-    """Differences between the checkpoint's parameter tree and the one config.json builds."""
-    import jax
-
-    def flat(tree: Any) -> dict[str, tuple[int, ...]]:
-        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-        return {jax.tree_util.keystr(k): tuple(v.shape) for k, v in leaves}
-
-    have, want = flat(saved), flat(expected)
-    out = [f"{k} missing from the checkpoint" for k in sorted(set(want) - set(have))]
-    out += [f"{k} not in the model" for k in sorted(set(have) - set(want))]
-    out += [f"{k} has shape {have[k]}, the model needs {want[k]}" for k in sorted(set(have) & set(want))
-            if have[k] != want[k]]
-    return out
-
-
 def load_run(workdir: str | Path, which: str | int = "latest") -> Run:
-    """Config, task and one checkpoint's params ("latest", "best" by the validation metric, or a step number),
-    rebuilt from `workdir` alone, onto this process's first device whatever mesh the run was trained on."""
-    import jax
-
-    from s2s_jax.models import build_model
-    from s2s_jax.training import checkpoint
-    from s2s_jax.training.state import init_params
+    """Config, task and one set of weights: a checkpoint's params ("latest", "best" by the validation metric, or
+    a step number), its EMA ("ema", "ema:STEP") or the averaged checkpoint ("averaged"); see `run.weights`.
+    Rebuilt from `workdir` alone, onto this process's first device whatever mesh the run was trained on."""
+    from s2s_jax.run.weights import read_weights
 
     path = Path(workdir)
     config = load_run_config(path)
@@ -202,46 +183,7 @@ def load_run(workdir: str | Path, which: str | int = "latest") -> Run:
         task = load_task(path, config)
     except ConfigError as e:
         raise UserError(f"{path / CONFIG_FILE}: {e}; the workdir is corrupt") from None
-    if not (path / CHECKPOINT_DIR).is_dir() or not (path / MANIFEST_FILE).exists():
+    if which != "averaged" and (not (path / CHECKPOINT_DIR).is_dir() or not (path / MANIFEST_FILE).exists()):
         raise UserError(f"workdir {path} has no complete checkpoint; training did not finish")
-    cfg = config.model
-    model = build_model(cfg)
-    # shapes only: eval_shape runs nothing; text tasks give a batch that needs no data
-    sample = task.shape_batch() if hasattr(task, "shape_batch") else task.heldout_batch()
-    abstract = jax.eval_shape(lambda: init_params(model, cfg, jax.random.key(0), sample))
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local), abstract)
-    # A live run may delete a step it no longer keeps: hold that off from choosing the step to reading it.
-    with reading_checkpoints(path / CHECKPOINT_DIR):
-        step = checkpoint.select_step(path, which)  # every file the manifest lists for it is present and unchanged
-        params = _read_params(path / CHECKPOINT_DIR / str(step), abstract)
+    params, step = read_weights(path, config, task, which)
     return Run(path=path, config=config, task=task, params=params, step=step)
-
-
-def _read_params(step_dir: Path, abstract: Any) -> Any:
-    """The `params` item of one step, read with orbax's handler alone: a reader opens no CheckpointManager
-    (which would warn about read-only directories and could clean up a live run's temporary files)."""
-    import orbax.checkpoint as ocp
-    from etils import epath
-
-    handler = ocp.StandardCheckpointHandler()
-    where = epath.Path(step_dir.absolute() / "params")
-    try:
-        try:
-            saved = handler.metadata(where)
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            raise UserError(f"checkpoint {step_dir} is unreadable ({_short(e)})") from None
-        bad = _shape_mismatches(saved.tree if hasattr(saved, "tree") else saved, abstract)
-        if bad:
-            raise UserError(f"checkpoint {step_dir} does not match config.json: {'; '.join(bad[:3])}")
-        try:
-            return handler.restore(where, args=ocp.args.StandardRestore(abstract))
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            raise UserError(f"checkpoint {step_dir} is unreadable ({_short(e)})") from None
-    finally:
-        handler.close()
-
-
-def _short(e: Exception) -> str:
-    """An orbax / tensorstore error in one line, without its long spec dump."""
-    return f"{type(e).__name__}: {str(e).split(' [tensorstore_spec')[0][:300]}".replace("\n", " ")

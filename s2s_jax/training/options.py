@@ -32,7 +32,8 @@ def check_ints_fit(section: str, obj: Any) -> None:
 class OptimizerConfig:
     """name: adam | adamw | sgd (momentum, nesterov). schedule: constant | cosine (to 0 at training.steps) |
     inverse_sqrt (lr * sqrt(warmup / step) after the warmup, Vaswani et al.); all after `warmup_steps` of linear
-    warmup. clip_norm: global gradient-norm clipping (0 disables it)."""
+    warmup. clip_norm: global gradient-norm clipping (0 disables it). ema_decay: keep an exponential moving
+    average of the params in the optimizer state (e.g. 0.999; 0: none), read with `--checkpoint ema`."""
 
     name: str = "adam"
     lr: float = 3e-3
@@ -46,6 +47,7 @@ class OptimizerConfig:
     schedule: str = "cosine"
     warmup_steps: int = 0
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         check_ints_fit("optimizer", self)
@@ -62,6 +64,8 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer: warmup_steps={self.warmup_steps} must be >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"optimizer: label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"optimizer: ema_decay={self.ema_decay} must be in [0, 1) (0: no EMA)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

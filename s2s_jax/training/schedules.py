@@ -10,8 +10,9 @@ Every schedule starts with `warmup_steps` of linear warmup:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -53,4 +54,38 @@ def make_optimizer_from(opt: Any, steps: int) -> tuple[optax.GradientTransformat
     else:
         raise ValueError(f"optimizer {opt.name!r} is not one of {OPTIMIZERS}")
     parts = [optax.clip_by_global_norm(opt.clip_norm)] if opt.clip_norm and opt.clip_norm > 0 else []
-    return optax.chain(*parts, core), schedule
+    ema = [params_ema(opt.ema_decay)] if opt.ema_decay else []
+    return optax.chain(*parts, core, *ema), schedule
+
+
+class ParamsEmaState(NamedTuple):
+    """The exponential moving average of the parameters after each update (fp32, like the params)."""
+
+    ema: Any
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+    """Keep `ema = decay * ema + (1 - decay) * params` after every update, starting from the initial params; the
+    updates pass through unchanged. It lives in the optimizer state, so it is checkpointed, sharded and resumed
+    exactly with the run, and `--checkpoint ema` reads it back (`ema_params`). Last in the chain: it sees the
+    final updates, so params + updates are the new params."""
+
+    def init(params: Any) -> ParamsEmaState:
+        return ParamsEmaState(ema=jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+    def update(updates: Any, state: ParamsEmaState, params: Any = None) -> tuple[Any, ParamsEmaState]:
+        if params is None:
+            raise ValueError("params_ema needs the params: call tx.update(grads, state, params)")
+        new = jax.tree.map(lambda e, p, u: decay * e + (1.0 - decay) * (p + u).astype(e.dtype), state.ema, params,
+                           updates)
+        return updates, ParamsEmaState(ema=new)
+
+    return optax.GradientTransformation(init, update)
+
+
+def ema_params(opt_state: Any) -> Any:
+    """The EMA params inside an optimizer state built with `ema_decay` (the chain's last state)."""
+    for part in reversed(opt_state if isinstance(opt_state, tuple) else (opt_state,)):
+        if isinstance(part, ParamsEmaState):
+            return part.ema
+    raise ValueError("this optimizer state keeps no EMA of the params (trained without ema_decay)")
