@@ -87,6 +87,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                                                     "one that holds this run already is resumed")
     p.add_argument("--steps", type=int, help="optimizer steps (default 3000)")
     p.add_argument("--batch-size", type=int, help="rows per step, over all devices (default 128)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="text tasks: batches of about N padded tokens "
+                                                               "instead of --batch-size rows (fairseq's --max-tokens)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default cosine)")
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warmup before the schedule")

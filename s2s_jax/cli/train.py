@@ -15,6 +15,7 @@ FLAG_KEYS = {
     "precision": ("training", "precision"), "keep": ("training", "keep"),
     "checkpoint_every": ("training", "checkpoint_every"), "best_metric": ("training", "best_metric"),
     "patience": ("training", "patience"), "shard_params": ("training", "shard_params"),
+    "max_tokens": ("training", "max_tokens"),
     "seed": ("training", "seed"), "lr": ("optimizer", "lr"), "schedule": ("optimizer", "schedule"),
     "warmup_steps": ("optimizer", "warmup_steps"), "label_smoothing": ("optimizer", "label_smoothing"),
     "optimizer": ("optimizer", "name"), "ema_decay": ("optimizer", "ema_decay"),

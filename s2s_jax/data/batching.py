@@ -6,6 +6,10 @@ that holds both its source and its target plus bos/eos): a handful of shapes in
 all. A bucket's last, partial batch is completed with that epoch's first
 examples of the same bucket, so no example is dropped and no shape is added.
 
+With `TokenBatches` (`--max-tokens N`, as fairseq's) in place of a batch size, a batch of width w
+has `N // w` rows (rounded down to a multiple the devices and micro-batches need): about N padded
+tokens whatever the bucket, still one shape per bucket.
+
 The order is a pure function of (seed, epoch): examples are shuffled within
 their buckets, cut into batches, and the batches of all buckets shuffled
 together. Every epoch has the same number of batches, so global batch `n` is
@@ -15,6 +19,7 @@ batch `n % per_epoch` of epoch `n // per_epoch`; the iterator position is just
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,12 +39,28 @@ def bucket_width(length: int, buckets: Sequence[int]) -> int:
     return -(-length // top) * top
 
 
-class BucketBatcher:
-    """Yields (width, example indices [batch_size]) for examples of the given lengths (in tokens, bos/eos added)."""
+@dataclasses.dataclass(frozen=True)
+class TokenBatches:
+    """Batches of about `max_tokens` padded tokens: `max_tokens // width` rows for a bucket of that width, rounded
+    down to a multiple of `multiple` (devices x gradient-accumulation steps), and at least `multiple`."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, buckets: Sequence[int] = DEFAULT_BUCKETS,
+    max_tokens: int
+    multiple: int = 1
+
+    def rows(self, width: int) -> int:
+        return max(self.multiple, self.max_tokens // width // self.multiple * self.multiple)
+
+
+class BucketBatcher:
+    """Yields (width, example indices [rows]) for examples of the given lengths (in tokens, bos/eos added); `rows`
+    is `batch_size`, or per width when `batch_size` is a `TokenBatches`."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int | TokenBatches, buckets: Sequence[int] = DEFAULT_BUCKETS,
                  seed: int = 0) -> None:
-        if batch_size < 1:
+        if isinstance(batch_size, TokenBatches):
+            if batch_size.max_tokens < 1 or batch_size.multiple < 1:
+                raise UserError(f"max_tokens={batch_size.max_tokens} must be >= 1")
+        elif batch_size < 1:
             raise UserError(f"batch_size={batch_size} must be >= 1")
         if len(lengths) == 0:
             raise UserError("no training examples to batch")
@@ -50,7 +71,9 @@ class BucketBatcher:
         self.buckets = tuple(int(b) for b in sorted(buckets))
         widths = np.array([bucket_width(int(n), self.buckets) for n in lengths])
         self.members = {w: np.flatnonzero(widths == w) for w in self.buckets if np.any(widths == w)}
-        self.per_epoch = sum(-(-len(m) // batch_size) for m in self.members.values())
+        self.rows = {w: batch_size.rows(w) if isinstance(batch_size, TokenBatches) else batch_size
+                     for w in self.members}
+        self.per_epoch = sum(-(-len(m) // self.rows[w]) for w, m in self.members.items())
         self.epoch, self.index = 0, 0
         self._cache: tuple[int, list[tuple[int, np.ndarray]]] | None = None
 
@@ -67,9 +90,10 @@ class BucketBatcher:
         for w, members in self.members.items():
             rng = np.random.default_rng([self.seed, epoch, w])
             order = members[rng.permutation(len(members))]
-            short = -len(order) % self.batch_size
+            rows = self.rows[w]
+            short = -len(order) % rows
             order = np.concatenate([order, np.resize(order, short)])  # refill from the bucket's own start
-            batches += [(w, order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size)]
+            batches += [(w, order[i : i + rows]) for i in range(0, len(order), rows)]
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(batches))
         out = [batches[i] for i in perm]
         self._cache = (epoch, out)
@@ -91,11 +115,15 @@ class BucketBatcher:
 
     def state_dict(self) -> dict[str, Any]:
         """The position (and what fixes the order), JSON-able: enough to continue exactly where this stopped."""
-        return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "batch_size": self.batch_size,
+        return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "batch_size": self._size_json(),
                 "per_epoch": self.per_epoch}
 
+    def _size_json(self) -> Any:
+        size = self.batch_size
+        return dataclasses.asdict(size) if isinstance(size, TokenBatches) else size
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"seed": self.seed, "batch_size": self.batch_size, "per_epoch": self.per_epoch}
+        mine = {"seed": self.seed, "batch_size": self._size_json(), "per_epoch": self.per_epoch}
         theirs = {k: state.get(k) for k in mine}
         if theirs != mine:
             raise UserError(f"batcher state {theirs} is for different data or settings than this one {mine}")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from s2s_jax.data.batching import DEFAULT_BUCKETS, BucketBatcher, bucket_width, pad_batch
+from s2s_jax.data.batching import DEFAULT_BUCKETS, BucketBatcher, TokenBatches, bucket_width, pad_batch
 from s2s_jax.data.datasets import DataSpec, load_splits, parse_spec
 from s2s_jax.data.tokenizers import Tokenizer, load_tokenizer, make_tokenizer, save_tokenizer
 from s2s_jax.data.vocab import Vocab
@@ -96,6 +96,8 @@ class TranslationTask:
         """Read train and held-out data, fit tokenizers and vocabs on train, tokenize both."""
         task = cls(data, **settings)
         splits = task.read_splits(["train", "validation"], missing_ok=True)
+        if "train" not in splits:
+            raise UserError(f"{data}: the dataset has no train split to train on")
         train, heldout = splits["train"], splits.get("validation")
         if heldout is None:
             n = min(1000, max(1, len(train) // 20))
@@ -225,7 +227,7 @@ class TranslationTask:
     def _lengths(self, src: list[np.ndarray], tgt: list[np.ndarray]) -> list[int]:
         return [max(len(s), len(t) + 1) for s, t in zip(src, tgt, strict=True)]
 
-    def batcher(self, batch_size: int) -> BucketBatcher:
+    def batcher(self, batch_size: int | TokenBatches) -> BucketBatcher:
         if self._train is None:
             raise UserError("this translation task was loaded from a workdir and has no training data")
         if batch_size not in self._batchers:
@@ -233,8 +235,9 @@ class TranslationTask:
                                                        self.seed)
         return self._batchers[batch_size]
 
-    def train_batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
-        """Batch for training step `step` (steps count from 1; step 0, used for shapes at init, is batch 0)."""
+    def train_batch(self, step: int, batch_size: int | TokenBatches) -> dict[str, np.ndarray]:
+        """Batch for training step `step` (steps count from 1; step 0, used for shapes at init, is batch 0);
+        `batch_size` rows, or a `TokenBatches` rule (--max-tokens)."""
         width, idx = self.batcher(batch_size).batch_at(max(step - 1, 0))
         src, tgt = self._train
         return self._batch([src[i] for i in idx], [tgt[i] for i in idx], width)

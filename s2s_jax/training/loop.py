@@ -75,13 +75,14 @@ def train_loop(
         ckpt = Checkpoints(path, keep=tc.keep, metric=tc.best_metric, mode=BEST_METRICS[tc.best_metric])
     model = build_model(cfg)
     tx, schedule = make_optimizer_from(optimizer, tc.steps)
-    state = create_train_state(model, cfg, tx, tc.seed, task.train_batch(0, tc.batch_size))
+    batching = tc.batching(mesh.size)  # batch_size rows, or --max-tokens per bucket width
+    state = create_train_state(model, cfg, tx, tc.seed, task.train_batch(0, batching))
     state_sh = sharding.state_sharding(state, mesh, tc.shard_params)
     state = sharding.place(state, state_sh)
     stopper = EarlyStop(tc.best_metric, tc.patience)
     start = 0
     if ckpt is not None and ckpt.latest is not None:
-        state, start = _restore(ckpt, state, state_sh, stopper, task, tc)
+        state, start = _restore(ckpt, state, state_sh, stopper, task, batching)
     runlog = RunLog(path, start_step=start, total_steps=tc.steps, primary=primary, progress=progress, log=log)
     batch_sh = sharding.batch_sharding(mesh)
     train_step = make_train_step(model, tx, optimizer.label_smoothing, accum_steps=tc.grad_accum,
@@ -91,7 +92,7 @@ def train_loop(
     heldout = task.heldout_batch()
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     runlog.line(f"model {cfg.family}/{cfg.cell} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
-                f"{n_params:,} parameters; task {task.settings()}; {tc.steps} steps of batch {tc.batch_size} "
+                f"{n_params:,} parameters; task {task.settings()}; {tc.steps} steps of batch {batching} "
                 f"on {mesh.size} device(s) in {jax.process_count()} process(es)")
     if start:
         runlog.line(f"resumed {path} from its checkpoint of step {start}")
@@ -109,7 +110,7 @@ def train_loop(
             for step in range(start + 1, tc.steps + 1):
                 if single and interrupts.signum is not None:  # it came during the last evaluation or save
                     break
-                state, metrics = train_step(state, sharding.global_batch(task.train_batch(step, tc.batch_size),
+                state, metrics = train_step(state, sharding.global_batch(task.train_batch(step, batching),
                                                                          batch_sh))
                 done = step
                 meter.pending.append(metrics)
@@ -149,7 +150,8 @@ def train_loop(
                     meter.tick = time.perf_counter()  # keep evaluation time out of the steps/s figure
                 if save_now:
                     tick = time.perf_counter()
-                    ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config),
+                    ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config,
+                                              data_position(task, batching, step)),
                               metrics=record)
                     budget.saved(time.perf_counter() - tick)
                 budget.restart_step_clock()
@@ -163,7 +165,7 @@ def train_loop(
                     break
             if interrupts.signum is not None and (single or signalled):
                 stopped = _save_interrupted(interrupts.name, done, state, meter, runlog, tc, schedule, ckpt, task,
-                                            stopper, saved_config)
+                                            stopper, saved_config, batching)
         finally:
             if ckpt is not None:
                 ckpt.close()
@@ -176,13 +178,14 @@ def train_loop(
 
 def _save_interrupted(name: str, step: int, state: TrainState, meter: _Meter, runlog: RunLog, tc: TrainConfig,
                       schedule: Any, ckpt: Any, task: Any, stopper: EarlyStop,
-                      saved_config: dict[str, Any] | None) -> str:
+                      saved_config: dict[str, Any] | None, batching: Any) -> str:
     """After SIGINT / SIGTERM: log the steps since the last report and checkpoint `step` (unless it already is),
     so the run resumes exactly where it was stopped."""
     if meter.pending:
         _report(runlog, meter, step, tc, schedule, ckpt)
     if ckpt is not None and ckpt.last_saved != step:
-        ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config))
+        ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config,
+                                              data_position(task, batching, step)))
     where = f"; checkpoint of step {step} saved in {ckpt.workdir}: run the same command to resume" if ckpt else ""
     runlog.line(f"interrupted by {name} at step {step}{where}")
     return f"interrupted by {name}"
@@ -227,7 +230,7 @@ def _report(runlog: RunLog, meter: _Meter, step: int, tc: TrainConfig, schedule:
                 f"{record['tokens_per_s']:,.0f} tokens/s")
 
 
-def data_position(task: Any, batch_size: int, step: int) -> dict[str, int]:
+def data_position(task: Any, batch_size: Any, step: int) -> dict[str, int]:
     """Where the data stream is after `step` steps. Batches are a pure function of (seed, step), so this is
     the step itself; for bucketed text data also the epoch and the index within it (to detect changed data)."""
     pos = {"batches": step}
@@ -244,17 +247,17 @@ def checkpoint_meta(step: int, state: TrainState, tc: TrainConfig, task: Any, ea
     weights come from elsewhere, passes {"batches": step})."""
     from s2s_jax.training.checkpoint import rng_to_json
 
-    data = data_position(task, tc.batch_size, step) if data is None else data
+    data = data_position(task, tc.batching(jax.device_count()), step) if data is None else data
     return {"step": step, "rng": rng_to_json(state.rng), "data": data,
             "early_stopping": early_stopping, "config": saved_config,
             "vocab": {"src": task.src_vocab.to_dict(), "tgt": task.tgt_vocab.to_dict()}}
 
 
 def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: EarlyStop, task: Any,
-             tc: TrainConfig) -> tuple[TrainState, int]:
+             batching: Any) -> tuple[TrainState, int]:
     step = int(ckpt.latest)
     params, opt_state, meta = ckpt.restore(step, state)
-    saved, now = meta.get("data"), data_position(task, tc.batch_size, step)
+    saved, now = meta.get("data"), data_position(task, batching, step)
     if saved is not None and any(now.get(k, v) != v for k, v in saved.items()):
         raise UserError(f"the checkpoint of step {step} in {ckpt.workdir} is at data position {saved}, but the data "
                         f"now gives {now}: the training data changed since; resume with the original data or "
@@ -268,11 +271,15 @@ def _restore(ckpt: Any, state: TrainState, state_sh: Any, stopper: EarlyStop, ta
 def check_can_train(cfg: ModelConfig, task: Any, tc: TrainConfig, mesh: Mesh) -> None:
     """The mistakes that make a run impossible, found before anything is written: a batch the devices cannot
     split, sequences longer than the model's positions. Callers that set up a workdir call it first."""
-    sharding.check_batch(tc.batch_size, tc.grad_accum, mesh)
-    _check_positions(cfg, task, tc.batch_size)
+    if tc.max_tokens and not hasattr(task, "batcher"):
+        raise UserError(f"max_tokens={tc.max_tokens}: batches by tokens need a text task (--data); the "
+                        f"{task.name} task has fixed-size examples, give --batch-size")
+    if not tc.max_tokens:  # token batches are made divisible by construction
+        sharding.check_batch(tc.batch_size, tc.grad_accum, mesh)
+    _check_positions(cfg, task, tc.batching(mesh.size))
 
 
-def _check_positions(cfg: ModelConfig, task: Any, batch_size: int) -> None:
+def _check_positions(cfg: ModelConfig, task: Any, batch_size: Any) -> None:
     """Models with learned position tables cannot take sequences longer than their `max_len`: say so up front
     (a lookup past the table would silently give garbage)."""
     limit = target_limit(cfg)

@@ -83,7 +83,9 @@ class TrainConfig:
     grad_accum: split each batch of `batch_size` rows into this many micro-batches (same gradient, less memory).
     precision: bf16 computes the model in bfloat16; parameters, optimizer state and the loss stay float32.
     shard_params: shard parameters and optimizer state over the devices (first axis) instead of replicating them.
-    minutes: wall-clock budget: stop (evaluate, save) after the first step past it; 0 = none.
+    minutes: wall-clock budget of the whole run (set-up, steps, evaluations, the final evaluation and save); 0 = none.
+    max_tokens: batches of about this many padded tokens (fairseq's --max-tokens) instead of `batch_size` rows:
+        `max_tokens // width` rows per bucket width, a multiple of devices x grad_accum (text tasks).
     """
 
     steps: int = 3000
@@ -100,13 +102,14 @@ class TrainConfig:
     grad_accum: int = 1
     precision: str = "fp32"
     shard_params: bool = False
+    max_tokens: int = 0
 
     def __post_init__(self) -> None:
         check_ints_fit("training", self)
         for name in ("steps", "batch_size", "log_every", "eval_chunk", "keep", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training: {name}={getattr(self, name)} must be >= 1")
-        for name in ("eval_every", "checkpoint_every", "patience"):
+        for name in ("eval_every", "checkpoint_every", "patience", "max_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training: {name}={getattr(self, name)} must be >= 0")
         if not (math.isfinite(self.minutes) and self.minutes >= 0):
@@ -118,6 +121,15 @@ class TrainConfig:
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"training: batch_size={self.batch_size} must be divisible by grad_accum="
                             f"{self.grad_accum}")
+
+    def batching(self, devices: int = 1) -> Any:
+        """What the task's batcher takes: `batch_size` rows, or with `max_tokens` a `TokenBatches` whose row counts
+        split over `devices` and `grad_accum` micro-batches."""
+        if not self.max_tokens:
+            return self.batch_size
+        from s2s_jax.data.batching import TokenBatches
+
+        return TokenBatches(self.max_tokens, devices * self.grad_accum)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

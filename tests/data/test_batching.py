@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from s2s_jax.data.batching import BucketBatcher, bucket_width, pad_batch
+from s2s_jax.data.batching import BucketBatcher, TokenBatches, bucket_width, pad_batch
 from s2s_jax.errors import UserError
 
 LENGTHS = np.random.default_rng(0).integers(1, 30, size=103)
@@ -23,6 +23,22 @@ def test_batches_have_fixed_shapes_and_cover_every_example_each_epoch():
         assert set(seen.tolist()) == set(range(len(LENGTHS)))
         for width, idx in batches:
             assert len(idx) == 8 and np.all(LENGTHS[idx] <= width) and width in b.shapes
+
+
+def test_token_batches_hold_about_max_tokens_in_one_shape_per_bucket():
+    rule = TokenBatches(max_tokens=100, multiple=2)
+    b = BucketBatcher(LENGTHS, rule, buckets=(8, 16, 32), seed=1)
+    assert b.rows == {8: 12, 16: 6, 32: 2}  # 100 // width, down to a multiple of 2
+    shapes = {(w, len(idx)) for w, idx in b.epoch_batches(0)}
+    assert shapes == {(8, 12), (16, 6), (32, 2)}  # one compiled shape per bucket, as with sentence batches
+    assert all(w * n <= 100 for w, n in shapes)
+    seen = np.concatenate([idx for _, idx in b.epoch_batches(0)])
+    assert set(seen.tolist()) == set(range(len(LENGTHS)))  # every example, each epoch
+    again = BucketBatcher(LENGTHS, TokenBatches(100, 2), buckets=(8, 16, 32), seed=1)
+    assert [x[1].tolist() for x in again.epoch_batches(2)] == [x[1].tolist() for x in b.epoch_batches(2)]
+    assert TokenBatches(10, multiple=4).rows(32) == 4  # never fewer rows than the devices need
+    with pytest.raises(UserError, match="different data or settings"):
+        BucketBatcher(LENGTHS, TokenBatches(200, 2), buckets=(8, 16, 32), seed=1).load_state_dict(b.state_dict())
 
 
 def test_order_depends_on_seed_and_epoch_only():
