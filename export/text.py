@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from export.text_imported import IMPORTED
+
 
 class TranslationError(ValueError):
     """Bad input to the runtime (export directory, text, option); the message says what and how to fix it."""
@@ -113,9 +115,12 @@ def load_tokenizer(settings: dict[str, Any], directory: str | Path) -> Tokenizer
     kind = settings.get("kind")
     if kind == "spm":
         return SentencePieceTokenizer(settings, Path(directory))
+    if kind in IMPORTED:  # imported models' own tokenizers (export/text_imported.py)
+        return IMPORTED[kind](settings, Path(directory), TranslationError)
     if kind in KINDS:
         return RegexTokenizer(settings)
-    raise TranslationError(f"tokenizer kind {kind!r} is not supported by this runtime; known: {KINDS}")
+    raise TranslationError(f"tokenizer kind {kind!r} is not supported by this runtime; known: "
+                           f"{KINDS + tuple(IMPORTED)}")
 
 
 class TextFrontEnd:

@@ -17,7 +17,8 @@ CELLS = ("rnn", "lstm", "gru")
 CONTEXTS = ("none", "cho", "d2l")
 PAD_FILLS = ("pad_id", "zero")
 CONV_STYLES = ("bentrevett", "fconv")
-POSITIONS = ("learned", "sinusoidal")
+POSITIONS = ("learned", "sinusoidal", "marian", "fairseq")
+ACTIVATIONS = ("relu", "swish", "gelu")
 ATTENTIONS = ("additive", "location", "dot", "general", "concat")
 
 __all__ = ["ConfigError", "ModelConfig", "check_keys"]
@@ -93,6 +94,22 @@ class ModelConfig:
     #   concatenated to the decoder input.
     attention: str = "additive"
     input_feeding: bool = False
+    # --- marian family (s2s_jax/models/marian.py: Hugging Face MarianMTModel, fairseq transformer) ---
+    # positions also takes "marian" (HF Marian's sinusoids: sines in the first half, cosines in the second,
+    #   from position 0, table computed in float64) and "fairseq" (fairseq's SinusoidalPositionalEmbedding:
+    #   the same halves with frequencies 10000^(-i/(d/2 - 1)), positions counted from pad_id + 1); both are
+    #   tables of max_len rows, so max_len bounds source and target.
+    # activation: the feed-forward nonlinearity, relu, swish (SiLU: OPUS-MT) or gelu (exact, erf).
+    # share_embeddings: encoder and decoder read one token table (HF `model.shared`, fairseq
+    #   --share-all-embeddings); needs src_vocab_size == tgt_vocab_size.
+    # scale_embedding: token embeddings times sqrt(hid_dim) (HF scale_embedding, fairseq's default).
+    # attention_dropout, activation_dropout: dropout on attention weights and after the activation
+    #   (`dropout` is on embeddings and sublayer outputs), as HF and fairseq have them.
+    activation: str = "relu"
+    share_embeddings: bool = False
+    scale_embedding: bool = True
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -116,6 +133,18 @@ class ModelConfig:
         if self.family == "convs2s" and self.kernel_size % 2 != 1:
             raise ConfigError(f"kernel_size={self.kernel_size} must be odd for convs2s (same-padded encoder convs)")
         if self.family == "transformer" and self.hid_dim % self.n_heads:
+            raise ConfigError(f"hid_dim={self.hid_dim} must be divisible by n_heads={self.n_heads}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation={self.activation!r} is not one of {ACTIVATIONS}")
+        for name in ("attention_dropout", "activation_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ConfigError(f"share_embeddings=True needs one vocabulary: src_vocab_size={self.src_vocab_size} "
+                              f"!= tgt_vocab_size={self.tgt_vocab_size}")
+        if self.positions in ("marian", "fairseq") and self.family != "marian":
+            raise ConfigError(f"positions={self.positions!r} is implemented by the marian family, not {self.family!r}")
+        if self.family == "marian" and self.hid_dim % self.n_heads:
             raise ConfigError(f"hid_dim={self.hid_dim} must be divisible by n_heads={self.n_heads}")
         if self.max_len < 1:
             raise ConfigError(f"max_len={self.max_len} must be >= 1")

@@ -83,6 +83,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         family="transformer", origin="", hid_dim=512, emb_dim=512, n_layers=6, n_heads=8, ff_dim=2048,
         dropout=0.1, max_len=256, pre_ln=True, positions="sinusoidal", tie_embeddings=True,
     ),
+    # --- marian family (s2s_jax/models/marian.py) ---
+    # Hugging Face MarianMTModel as the OPUS-MT models have it (Helsinki-NLP/opus-mt-*): post-LN, Marian's
+    # sinusoids, swish, embeddings x sqrt(512), the output layer tied to the decoder's table. `s2s-jax import
+    # hf-marian` fills in the sizes, vocabulary, ids and table sharing of the checkpoint it reads (OPUS-MT's
+    # encoder and decoder share one table: share_embeddings, which needs one vocabulary, so the preset leaves it
+    # off for tasks with two); `s2s-jax import fairseq` reads fairseq transformers into it too.
+    "marian": dict(
+        family="marian", origin="hf-marian", hid_dim=512, emb_dim=512, n_layers=6, n_heads=8, ff_dim=2048,
+        dropout=0.1, max_len=512, positions="marian", activation="swish", tie_embeddings=True,
+        scale_embedding=True,
+    ),
 }
 
 

@@ -12,7 +12,7 @@ import argparse
 from typing import NoReturn
 
 from s2s_jax import __version__
-from s2s_jax.cli import tools, train, translate
+from s2s_jax.cli import importing, tools, train, translate
 from s2s_jax.run.config import BEST_METRICS, PRECISIONS, RECIPES
 from s2s_jax.training.schedules import SCHEDULES
 
@@ -185,4 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--out", help="PNG to write (default: WORKDIR/curves.png)")
     p.set_defaults(func=tools.cmd_plot)
+
+    importing.add_parser(verbs)
     return parser

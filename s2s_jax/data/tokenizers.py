@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from s2s_jax.data.imported_tokenizers import FairseqTokenizer, MarianTokenizer
 from s2s_jax.errors import UserError
 
 WORD_REGEX = r"\w+|[^\w\s]"
@@ -125,7 +126,7 @@ class SentencePieceTokenizer:
                 "lowercase": self.lowercase}
 
 
-Tokenizer = CharTokenizer | WordTokenizer | SpaceTokenizer | SentencePieceTokenizer
+Tokenizer = CharTokenizer | WordTokenizer | SpaceTokenizer | SentencePieceTokenizer | MarianTokenizer | FairseqTokenizer
 
 
 def make_tokenizer(
@@ -148,11 +149,24 @@ def save_tokenizer(tok: Tokenizer, directory: str | Path, stem: str) -> dict[str
     """Write what `tok` needs besides its settings (the SentencePiece model as `{stem}.model`); return the
     settings to store in JSON, with the model file's name."""
     settings = tok.settings()
-    if isinstance(tok, SentencePieceTokenizer):
+    proto = getattr(tok, "model_proto", None)  # SentencePiece, Marian and fairseq-with-SentencePiece tokenizers
+    if proto is not None:
         name = f"{stem}.model"
-        (Path(directory) / name).write_bytes(tok.model_proto)
+        (Path(directory) / name).write_bytes(proto)
         settings["model_file"] = name
+    if isinstance(tok, MarianTokenizer) and tok.decode_proto != tok.model_proto:
+        name = f"{stem}.decode.model"
+        (Path(directory) / name).write_bytes(tok.decode_proto)
+        settings["decode_model_file"] = name
     return settings
+
+
+def _read_model(directory: str | Path, name: str) -> bytes:
+    path = Path(directory) / name
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise UserError(f"sentencepiece model {path} is missing; the workdir is incomplete") from None
 
 
 def load_tokenizer(settings: dict[str, Any], directory: str | Path) -> Tokenizer:
@@ -172,6 +186,14 @@ def load_tokenizer(settings: dict[str, Any], directory: str | Path) -> Tokenizer
             )
         except (RuntimeError, KeyError) as e:
             raise UserError(f"sentencepiece model {path} is unreadable ({e}); the workdir is corrupt") from None
+    if kind == "marian":
+        decode = settings.get("decode_model_file")
+        return MarianTokenizer(_read_model(directory, settings.get("model_file", "")), str(settings.get("side")),
+                               None if decode is None else _read_model(directory, decode))
+    if kind == "fairseq":
+        model = settings.get("model_file")
+        return FairseqTokenizer(str(settings.get("side")), str(settings.get("bpe", "none")),
+                                None if model is None else _read_model(directory, model))
     if kind == "char":
         return CharTokenizer(bool(settings.get("lowercase", False)))
     if kind == "word":

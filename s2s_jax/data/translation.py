@@ -13,6 +13,12 @@ the data has none, the last 5% of train, at most 1000 pairs, left out of
 training).
 
 Decoding length: a row may produce at most `len_a * source_length + len_b` tokens.
+
+A model whose tokenizers and vocabularies come with it (an imported checkpoint, s2s_jax/importers)
+names them with `vocab_dir`, a directory holding vocab.json (`{"src": Vocab, "tgt": Vocab}`, the
+workdir layout) and tokenizer.json with its files: `create` then reads the data with those instead
+of fitting new ones. `data=""` is such a model without a dataset: it translates, and training or
+evaluating it asks for one.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from s2s_jax.data.vocab import Vocab
 from s2s_jax.errors import UserError
 
 TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.json"
 
 
 class TranslationTask:
@@ -38,7 +45,7 @@ class TranslationTask:
 
     def __init__(
         self,
-        data: str,
+        data: str = "",
         *,
         data_dir: str | None = None,
         manual_dir: str | None = None,
@@ -54,9 +61,11 @@ class TranslationTask:
         len_a: float = 1.5,
         len_b: int = 10,
         seed: int = 0,
+        vocab_dir: str | None = None,
     ) -> None:
-        self.spec: DataSpec = parse_spec(data)
+        self.spec: DataSpec | None = parse_spec(data) if data else None
         self.data = data
+        self.vocab_dir = str(Path(vocab_dir).expanduser().resolve()) if vocab_dir else None
         # absolute, so a saved run finds its data from any working directory
         self.data_dir, self.manual_dir = (str(Path(d).expanduser().resolve()) if d else None
                                           for d in (data_dir, manual_dir))
@@ -82,12 +91,14 @@ class TranslationTask:
         self._batchers: dict[int, BucketBatcher] = {}
 
     def settings(self) -> dict[str, Any]:
+        """The constructor's arguments; `vocab_dir` only when set (runs that fit their own vocab save as before)."""
         return {
             "name": self.name, "data": self.data, "data_dir": self.data_dir, "manual_dir": self.manual_dir,
             "tokenizer": self.tokenizer_kind, "lowercase": self.lowercase, "regex": self.regex,
             "spm_vocab_size": self.spm_vocab_size, "spm_joint": self.spm_joint, "min_freq": self.min_freq,
             "max_vocab": self.max_vocab, "max_len": self.max_len, "buckets": list(self.buckets),
             "len_a": self.len_a, "len_b": self.len_b, "seed": self.seed,
+            **({"vocab_dir": self.vocab_dir} if self.vocab_dir else {}),
         }
 
     # ---- building from data ------------------------------------------------------------------------------
@@ -105,7 +116,10 @@ class TranslationTask:
                 raise UserError(f"{data}: {len(train)} training pair(s); need at least 2 to hold one out")
             train, heldout = train[:-n], train[-n:]
             log(f"{data} has no validation split: holding out its last {n} training pairs")
-        task.fit([s for s, _ in train], [t for _, t in train])
+        if task.vocab_dir:
+            task.load_vocab_dir()
+        else:
+            task.fit([s for s, _ in train], [t for _, t in train])
         task._train = task._tokenize_pairs(train, drop_long=True, log=log)
         task._heldout = task._tokenize_pairs(heldout, drop_long=False, log=log)
         task.heldout_pairs = list(heldout)
@@ -116,6 +130,9 @@ class TranslationTask:
     def read_splits(self, splits: list[str], *, missing_ok: bool = False, data_dir: str | None = None,
                     manual_dir: str | None = None) -> dict[str, list[tuple[str, str]]]:
         """Text pairs of `splits` ("test" means the dataset's standard test split, e.g. test_2016)."""
+        if self.spec is None:
+            raise UserError("this model was set up without a dataset (imported without --data): import it again "
+                            "with --data SPEC to train or evaluate it")
         kw = {"data_dir": data_dir or self.data_dir, "manual_dir": manual_dir or self.manual_dir}
         names = {s: (self.spec.default_test_split if s == "test" else s) for s in splits}
         loaded = load_splits(self.spec, list(names.values()), missing_ok=missing_ok, **kw)
@@ -151,6 +168,18 @@ class TranslationTask:
         if dropped:
             log(f"left out {dropped} training pairs longer than max_len={self.max_len} tokens")
         return src, tgt
+
+    def load_vocab_dir(self) -> None:
+        """The tokenizers and vocabularies saved in `vocab_dir` (instead of `fit`)."""
+        path = Path(self.vocab_dir) / VOCAB_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            src, tgt = Vocab.from_dict(data["src"]), Vocab.from_dict(data["tgt"])
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing: the model's vocabulary (vocab_dir) is gone") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise UserError(f"{path} is not a vocab.json of src and tgt vocabularies ({e})") from None
+        self.load_files(self.vocab_dir, src, tgt)
 
     # ---- workdir files -----------------------------------------------------------------------------------
     def save_files(self, directory: str | Path) -> None:
@@ -255,4 +284,4 @@ class TranslationTask:
 
     @property
     def pretokenized(self) -> bool:
-        return self.spec.pretokenized
+        return self.spec is not None and self.spec.pretokenized

@@ -26,6 +26,9 @@ from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 
 NEG = -1e10  # the tutorial's masked_fill value: exp underflows to exactly 0
+# Feed-forward nonlinearities by config name; swish is SiLU (OPUS-MT), gelu the exact erf form (HF, fairseq).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu, "swish": jax.nn.silu, "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
 def dense(features: int, fan_in: int, torch_bias: bool) -> nn.Dense:
@@ -82,6 +85,7 @@ class FeedForward(nn.Module):
     ff_dim: int
     dropout: float
     torch_bias: bool = True
+    activation: str = "relu"
 
     def setup(self) -> None:
         self.fc_1 = dense(self.ff_dim, self.hid_dim, self.torch_bias)
@@ -89,11 +93,15 @@ class FeedForward(nn.Module):
         self.drop = Dropout(self.dropout)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        return self.fc_2(self.drop(jax.nn.relu(self.fc_1(x)), deterministic=not train))
+        return self.fc_2(self.drop(ACTIVATIONS[self.activation](self.fc_1(x)), deterministic=not train))
 
 
 class _Layer(nn.Module):
-    """Shared residual wiring; subclasses define the sublayers."""
+    """Shared residual wiring; subclasses define the sublayers.
+
+    `dropout` acts on sublayer outputs; attention weights and the feed-forward activation take
+    `attention_dropout` / `activation_dropout` when given (HF and fairseq keep three rates), else `dropout`.
+    """
 
     hid_dim: int
     n_heads: int
@@ -101,6 +109,17 @@ class _Layer(nn.Module):
     dropout: float
     pre_ln: bool = False
     torch_bias: bool = True
+    activation: str = "relu"
+    attention_dropout: float | None = None
+    activation_dropout: float | None = None
+
+    def _attention(self) -> MultiHeadAttention:
+        rate = self.dropout if self.attention_dropout is None else self.attention_dropout
+        return MultiHeadAttention(self.hid_dim, self.n_heads, rate, self.torch_bias)
+
+    def _feedforward(self) -> FeedForward:
+        rate = self.dropout if self.activation_dropout is None else self.activation_dropout
+        return FeedForward(self.hid_dim, self.ff_dim, rate, self.torch_bias, self.activation)
 
     def _sublayer(self, x: jax.Array, norm: nn.Module, fn: Callable[[jax.Array], tuple[jax.Array, Any]],
                   train: bool) -> tuple[jax.Array, Any]:
@@ -119,8 +138,8 @@ class EncoderLayer(_Layer):
     def setup(self) -> None:
         self.self_attn_layer_norm = layer_norm()
         self.ff_layer_norm = layer_norm()
-        self.self_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
-        self.positionwise_feedforward = FeedForward(self.hid_dim, self.ff_dim, self.dropout, self.torch_bias)
+        self.self_attention = self._attention()
+        self.positionwise_feedforward = self._feedforward()
         self.drop = Dropout(self.dropout)
 
     def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool = False) -> jax.Array:
@@ -138,9 +157,9 @@ class DecoderLayer(_Layer):
         self.self_attn_layer_norm = layer_norm()
         self.enc_attn_layer_norm = layer_norm()
         self.ff_layer_norm = layer_norm()
-        self.self_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
-        self.encoder_attention = MultiHeadAttention(self.hid_dim, self.n_heads, self.dropout, self.torch_bias)
-        self.positionwise_feedforward = FeedForward(self.hid_dim, self.ff_dim, self.dropout, self.torch_bias)
+        self.self_attention = self._attention()
+        self.encoder_attention = self._attention()
+        self.positionwise_feedforward = self._feedforward()
         self.drop = Dropout(self.dropout)
 
     def cross_kv(self, memory: jax.Array) -> tuple[jax.Array, jax.Array]:

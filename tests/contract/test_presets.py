@@ -49,6 +49,9 @@ VARIANTS = {
     "luong+concat-gru": ("luong", dict(attention="concat", cell="gru")),
     "luong+no-input-feeding": ("luong", dict(input_feeding=False)),
     "bentrevett-convs2s+zero-fill": ("bentrevett-convs2s", dict(pad_fill="zero")),
+    # the fairseq transformer layout `s2s-jax import fairseq` loads into the marian family
+    "marian+fairseq-pre-ln": ("marian", dict(positions="fairseq", activation="relu", tie_embeddings=False,
+                                             pre_ln=True)),
 }
 PRESETS = presets.names()
 CASES = PRESETS + sorted(VARIANTS)
