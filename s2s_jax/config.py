@@ -40,6 +40,9 @@ class ModelConfig:
     embed_dropout: dropout on embeddings (bentrevett) or only between layers (d2l).
     reverse_source: feed the source reversed (Sutskever et al.), within each
         row's true length so padding stays at the end (rnn and attention families).
+    teacher_forcing: in training, the chance that a decoder step reads the gold previous token rather than
+        its own argmax prediction (bentrevett tutorials 1-3 train with 0.5; 1.0: always gold, the fused
+        teacher-forced pass). Drawn per step for the whole batch from the dropout RNG; rnn and attention.
     """
 
     family: str = "rnn"
@@ -57,6 +60,7 @@ class ModelConfig:
     reset_after: bool = True
     bidirectional: bool = False
     reverse_source: bool = False
+    teacher_forcing: float = 1.0
     context: str = "none"
     embed_dropout: bool = True
     param_init: str = "torch"
@@ -148,6 +152,11 @@ class ModelConfig:
             raise ConfigError(f"hid_dim={self.hid_dim} must be divisible by n_heads={self.n_heads}")
         if self.max_len < 1:
             raise ConfigError(f"max_len={self.max_len} must be >= 1")
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise ConfigError(f"teacher_forcing={self.teacher_forcing} must be in [0, 1] (1: always the gold token)")
+        if self.teacher_forcing < 1.0 and self.family not in ("rnn", "attention"):
+            raise ConfigError(f"teacher_forcing < 1 is implemented by the rnn and attention families (their "
+                              f"decoders read one token a step), not {self.family!r}")
         # reverse_source is an RNN-encoder trick; the other families would silently ignore it.
         if self.reverse_source and self.family not in ("rnn", "attention"):
             raise ConfigError(f"reverse_source=True is implemented by the rnn and attention families, "

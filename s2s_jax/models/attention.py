@@ -41,6 +41,7 @@ from s2s_jax.layers.attention import AdditiveAttention, LocationAttention, Luong
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, length_mask, reverse_within_lengths
+from s2s_jax.layers.teacher_forcing import decode_with_draws
 from s2s_jax.models.family import Family
 
 
@@ -264,7 +265,10 @@ class AttentionSeq2Seq(nn.Module):
 
     def decode(self, enc: EncoderOutput, tgt_in: jax.Array, *, train: bool = False,
                return_attention: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
-        """Teacher-forced logits [B, T, V]; with return_attention also the weights [B, T, S]."""
+        """Teacher-forced logits [B, T, V]; with return_attention also the weights [B, T, S]. In training with
+        cfg.teacher_forcing < 1 the steps read gold-or-own tokens (layers/teacher_forcing.py)."""
+        if train and self.cfg.teacher_forcing < 1.0 and not return_attention:
+            return decode_with_draws(self, enc, tgt_in, self.cfg.teacher_forcing, train=train)
         emb = self._embed(self.tgt_embed, tgt_in, True, train)
         state = self.init_decode_state(enc)
         if self.layout.scorer == "luong" and not self.cfg.input_feeding:

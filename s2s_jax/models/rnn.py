@@ -23,6 +23,7 @@ from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, reverse_within_lengths
+from s2s_jax.layers.teacher_forcing import decode_with_draws
 from s2s_jax.models.family import Family
 
 
@@ -87,7 +88,10 @@ class RNNSeq2Seq(nn.Module):
         return self.out(hidden)
 
     def decode(self, enc: EncoderOutput, tgt_in: jax.Array, *, train: bool = False) -> jax.Array:
-        """Teacher-forced logits [B, T, V] for the whole target prefix `tgt_in`."""
+        """Teacher-forced logits [B, T, V] for the whole target prefix `tgt_in` (in training with
+        cfg.teacher_forcing < 1, step by step on gold-or-own tokens: layers/teacher_forcing.py)."""
+        if train and self.cfg.teacher_forcing < 1.0:
+            return decode_with_draws(self, enc, tgt_in, self.cfg.teacher_forcing, train=train)
         emb = self._embed(self.tgt_embed, tgt_in, train)
         context = jnp.broadcast_to(enc.context[:, None, :], emb.shape[:2] + enc.context.shape[-1:])
         x = jnp.concatenate([emb, context], axis=-1) if self.cfg.context != "none" else emb
