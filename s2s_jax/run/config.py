@@ -200,6 +200,21 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # fairseq fconv (seed 001): nesterov SGD, lr 0.25, momentum 0.99, clip 0.1.
     "convs2s": {"optimizer": {"name": "sgd", "lr": 0.25, "momentum": 0.99, "nesterov": True, "clip_norm": 0.1,
                               "schedule": "constant"}},
+    # fairseq's tiny Transformer for Multi30k (`--preset marian`, which is fairseq's transformer too): 4+4 layers,
+    # d_model 128, ffn 256, 4 heads, post-LN, fairseq positions, every embedding shared (give a joint vocabulary:
+    # --tokenizer spm --spm-vocab-size 10000), dropout 0.3, label smoothing 0.1, adam (0.9, 0.98) at 5e-3 with
+    # 2,000 warm-up updates then inverse sqrt, about 8k tokens a batch, 8,000 updates, the last 10 checkpoints
+    # kept for `s2s-jax average --last 10`, beam 5.
+    "multi30k-tiny": {
+        "model": {"hid_dim": 128, "emb_dim": 128, "n_layers": 4, "n_heads": 4, "ff_dim": 256, "dropout": 0.3,
+                  "positions": "fairseq", "activation": "relu", "share_embeddings": True, "tie_embeddings": True,
+                  "max_len": 256},
+        "optimizer": {"b2": 0.98, "lr": 5e-3, "schedule": "inverse_sqrt", "warmup_steps": 2000,
+                      "label_smoothing": 0.1, "clip_norm": 0.0},
+        "training": {"max_tokens": 8000, "steps": 8000, "eval_every": 1000, "checkpoint_every": 500, "keep": 10,
+                     "best_metric": "bleu", "log_every": 100},
+        "decoding": {"beam": 5},
+    },
     # A few seconds on a CPU: for checking that a setup runs end to end.
     "smoke": {"training": {"steps": 20, "batch_size": 16, "eval_every": 10, "log_every": 5, "eval_chunk": 100}},
 }

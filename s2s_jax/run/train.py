@@ -75,10 +75,13 @@ def define_run(preset: str, task: Any, *, recipe: str | None = None,
     if overrides.get("data"):
         base = RunConfig(model=ModelConfig(), data=DataConfig.of(task.settings()))
         task = task_from_settings({**task.settings(), **typed_overrides(base, "data", overrides["data"])})
-    cfg = config_for_task(preset, task, model_overrides(overrides.get("model", {})))
+    chosen = recipe_for(preset, recipe)
+    # the model: preset < recipe < --set (the other sections layer the same way below)
+    cfg = config_for_task(preset, task, {**chosen.get("model", {}), **model_overrides(overrides.get("model", {}))})
     run = RunConfig(model=cfg, data=DataConfig.of(task.settings()), preset=preset)
-    for section, values in recipe_for(preset, recipe).items():
-        run = run.replace(section, **values)
+    for section, values in chosen.items():
+        if section != "model":
+            run = run.replace(section, **values)
     return _apply(run, flags or {}, overrides, ("optimizer", "training", "decoding")), task
 
 

@@ -36,6 +36,16 @@ def test_layers_defaults_recipe_flags_and_set():
     assert run.optimizer.schedule == "cosine"
 
 
+def test_a_recipe_may_set_the_model_under_the_flags():
+    """multi30k-tiny: fairseq's tiny Transformer on the marian family; --set still beats the recipe's model."""
+    run, _ = _run("--preset", "marian", "--recipe", "multi30k-tiny", "--set", "ff_dim=64", "--max-tokens", "500")
+    m = run.model
+    assert (m.family, m.hid_dim, m.n_layers, m.n_heads, m.ff_dim, m.dropout) == ("marian", 128, 4, 4, 64, 0.3)
+    assert (m.positions, m.activation, m.tie_embeddings) == ("fairseq", "relu", True)
+    assert (run.optimizer.lr, run.optimizer.warmup_steps, run.optimizer.label_smoothing) == (5e-3, 2000, 0.1)
+    assert (run.training.max_tokens, run.training.keep, run.decoding.beam) == (500, 10, 5)
+
+
 def test_json_round_trip_and_diff():
     run, _ = _run("--preset", "addition-gru", "--set", "data.n_heldout=30", "--recipe", "smoke")
     back = RunConfig.from_dict(json.loads(run.to_json()))
