@@ -1,9 +1,10 @@
 """`s2s-jax` command line: thin argparse verbs over `s2s_jax.run`.
 
-Bad input (unknown preset or config key, missing workdir, malformed text) is a
-one-line message on stderr and exit code 2, never a traceback. This package is the
-only part of s2s_jax that may load torch_ref or export, and it does so lazily,
-inside the verbs that need them (`export`, `parity`).
+Bad input (unknown preset or config key, missing workdir, malformed text, a flag value
+argparse refuses, a size that does not fit in memory) is a one-line message on stderr and
+exit code 2, never a traceback; Ctrl-C is one line and 130. This package is the only part
+of s2s_jax that may load torch_ref or export, and it does so lazily, inside the verbs that
+need them (`export`, `parity`, `import`).
 """
 
 from __future__ import annotations
