@@ -13,7 +13,7 @@ $(PY):
 # torch first, pinned to the local CPU build: a bare `torch` requirement would pull CUDA wheels.
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[torch,export,data,dev]'
+	$(PY) -m pip install -q -e '.[torch,export,data,dev,ctranslate2]'
 	touch $(STAMP)
 
 install: $(STAMP)

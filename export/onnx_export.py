@@ -1,4 +1,4 @@
-"""Export a model to `encoder.onnx` + `decoder_step.onnx` + `model.json` for `export.runtime`.
+"""Export a model to `encoder.onnx` + `decoder_step.onnx` + `state_reorder.onnx` + `model.json` for `export.runtime`.
 
 Path of the weights: Flax params -> `torch_ref.convert.flax_to_torch` -> the
 torch_ref mirror -> `swap_rnns` (recurrent stacks become ONNX RNN/GRU/LSTM ops
@@ -16,12 +16,20 @@ onnxruntime at sizes other than the export sample (batch 1 and 3, source 1 and
 9) against the *unswapped* torch_ref model (packed sequences), so a wrong
 export fails here, not in production. The maximum error is kept in model.json.
 
+The decoder step keeps the state in onnxruntime between steps: families whose
+record says `growing_state` carry a KV cache that grows a position a step
+(its axis is found by running one step eagerly: the axes that grow are
+"steps"), and export/step_heads.py adds the search head (eos forcing, beam
+scores, per-row top-k) to the step and writes `state_reorder.onnx`, the
+Gather that repeats and reorders beams on onnxruntime's own buffers.
+
 Every family goes through this one path; its record's `export_note`
 (s2s_jax.models.family) says what it contributes. Limits the ONNX graph would
 not enforce itself are probed and written to model.json for the runtime:
 `max_src_len` (the torch model refuses longer sources: location attention,
 learned positions) and `max_decode_steps` (families whose record says
-`state_holds_max_len` keep cfg.max_len positions in their decode state).
+`state_holds_max_len` keep cfg.max_len positions in their decode state; a
+growing state is bounded by the positional limit alone).
 """
 
 from __future__ import annotations
@@ -39,18 +47,21 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from torch.utils import _pytree as pytree
 
 import torch_ref
-from export import graphs, rnn_op
+from export import graphs, rnn_op, step_heads
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
-from s2s_jax.models import family
+from s2s_jax.models import family, target_limit
 from torch_ref.convert import flax_to_torch
 
 FORMAT = "s2s-jax-onnx"
-VERSION = 1
+VERSION = 2  # 2: the state stays in onnxruntime (growing caches, search head, state_reorder.onnx)
 ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "model.json"
+REORDER_FILE = "state_reorder.onnx"
 SAMPLES = ((2, 5), (3, 7))  # (batch, source length) of the two eager runs; the first is the export sample
+SAMPLE_STEPS = 2  # a growing state is traced after this many steps (torch.export specializes sizes 0 and 1)
 CHECK_SIZES = ((1, 1), (3, 9))  # sizes the exported graphs are run at against torch_ref
 CHECK_STEPS = 3
 CHECK_ATOL = CHECK_RTOL = 1e-4  # on log-probs; relative part for large trained models' large negative log-probs
@@ -65,6 +76,16 @@ def _sample_batch(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple
     src = rng.choice(pool, (batch, length)).astype(np.int64)
     src[np.arange(length)[None, :] >= lengths[:, None]] = cfg.pad_id
     return torch.from_numpy(src), torch.from_numpy(lengths)
+
+
+def _grown_axes(before: list[torch.Tensor], after: list[torch.Tensor], names: list[str]) -> dict[str, dict]:
+    """{name: {axis: "steps"}} for the state axes one decode step changes (a growing cache's positions)."""
+    grown: dict[str, dict[int, str]] = {}
+    for name, x, y in zip(names, before, after, strict=True):
+        if x.dim() != y.dim():
+            raise ValueError(f"{name} changes rank in a decode step")
+        grown[name] = {axis: "steps" for axis, (n0, n1) in enumerate(zip(x.shape, y.shape, strict=True)) if n0 != n1}
+    return grown
 
 
 def _axes(runs: list[tuple[tuple[int, ...], int, int]], name: str) -> dict[int, str]:
@@ -88,10 +109,10 @@ def _axes(runs: list[tuple[tuple[int, ...], int, int]], name: str) -> dict[int, 
     return axes
 
 
-def _trees(model: torch.nn.Module, src: torch.Tensor, lengths: torch.Tensor):
+def _trees(model: torch.nn.Module, src: torch.Tensor, lengths: torch.Tensor, growing: bool = False):
     with torch.no_grad():
         enc = model.encode(src, lengths)
-        return enc, model.init_decode_state(enc)
+        return enc, graphs.StateMethods(model, growing).init(enc)
 
 
 def _unused_inputs(proto: onnx.ModelProto) -> set[str]:
@@ -141,34 +162,55 @@ def _dims(axes: dict[int, str], dims: dict[str, Any]) -> dict[int, Any] | None:
     return {axis: dims[kind] for axis, kind in axes.items()} or None
 
 
+def _advance(methods: graphs.StateMethods, enc: Any, state: Any, bos_id: int, steps: int) -> Any:
+    """The state after `steps` eager decode steps from `state` (bos first, then token 0)."""
+    batch = pytree.tree_leaves(state)[0].shape[0]
+    with torch.no_grad():
+        for t in range(steps):
+            state = methods.step(enc, torch.full((batch,), bos_id if t == 0 else 0, dtype=torch.long), state)[1]
+    return state
+
+
 def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
-    """Write the two graphs into `out`; return the graph part of model.json (names, axes, check errors)."""
+    """Write the graphs into `out`; return the graph part of model.json (names, axes, check errors)."""
     reference = torch_ref.build_model(cfg)
     reference.load_state_dict(flax_to_torch(cfg, params), strict=True)
     reference.eval()
     model = copy.deepcopy(reference)
     rnn_op.swap_rnns(model)
+    growing = family(cfg).growing_state
+    methods = graphs.StateMethods(model, growing)
 
     # Names, specs and dynamic axes from two eager runs.
     runs = []
     for seed, (b, s) in enumerate(SAMPLES):
-        enc, state = _trees(model, *_sample_batch(cfg, b, s, seed))
+        enc, state = _trees(model, *_sample_batch(cfg, b, s, seed), growing)
         runs.append((graphs.flatten(enc, "enc"), graphs.flatten(state, "state"), b, s))
+        if seed == 0:
+            enc_tree0, state_tree0 = enc, state
     (enc_names, enc0, enc_spec), (state_names, state0, state_spec), b0, s0 = runs[0]
     shapes = {name: [] for name in enc_names + state_names}
     for (en, el, _), (sn, sl, _), b, s in runs:
         for name, leaf in zip(en + sn, el + sl, strict=True):
             shapes[name].append((tuple(leaf.shape), b, s))
     axes = {name: _axes(runs_of, name) for name, runs_of in shapes.items()}
-    dims = {"batch": torch.export.Dim("batch"), "src_len": torch.export.Dim("src_len")}
+    grown = _grown_axes(state0, pytree.tree_leaves(_advance(methods, enc_tree0, state_tree0, cfg.bos_id, 1)),
+                        state_names)
+    step_axes = {n: {**axes[n], **grown[n]} for n in state_names}
+    dims = {"batch": torch.export.Dim("batch"), "src_len": torch.export.Dim("src_len"),
+            "steps": torch.export.Dim("steps")}
+    # A growing state is traced some steps in (its sizes 0 and 1 would be specialized); others from the start.
+    sample_state = state0
+    if any(grown.values()):
+        sample_state = pytree.tree_leaves(_advance(methods, enc_tree0, state_tree0, cfg.bos_id, SAMPLE_STEPS))
 
     # Decoder first, with every encoder tensor; the ones it never reads are dropped from both graphs.
     token = torch.full((b0,), cfg.bos_id, dtype=torch.long)
     step_names = ["next_" + n for n in state_names]
-    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec)
+    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, growing)
     dec_dynamic = {"token": {0: dims["batch"]}, "enc": tuple(_dims(axes[n], dims) for n in enc_names),
-                   "state": tuple(_dims(axes[n], dims) for n in state_names)}
-    dec_proto = _export(decoder, (token, tuple(enc0), tuple(state0)), dec_dynamic,
+                   "state": tuple(_dims(step_axes[n], dims) for n in state_names)}
+    dec_proto = _export(decoder, (token, tuple(enc0), tuple(sample_state)), dec_dynamic,
                         ["token", *enc_names, *state_names], ["log_probs", *step_names])
     # State inputs stay even if unread (e.g. the last attention weights, which the step only writes):
     # the runtime feeds the state back whole.
@@ -178,22 +220,31 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
     for value in [v for v in dec_proto.graph.input if v.name in unused]:
         dec_proto.graph.input.remove(value)
 
-    encoder = graphs.EncoderGraph(model, keep)
+    step_heads.add_search_head(dec_proto, log_probs="log_probs", eos_id=cfg.eos_id)
+    reorder_proto = step_heads.reorder_graph(dec_proto, state_names)
+
+    encoder = graphs.EncoderGraph(model, keep, growing)
     src, lengths = _sample_batch(cfg, b0, s0, 0)
     enc_dynamic = {"src": {0: dims["batch"], 1: dims["src_len"]}, "src_lengths": {0: dims["batch"]}}
     enc_proto = _export(encoder, (src, lengths), enc_dynamic, ["src", "src_lengths"], [*kept_names, *state_names])
 
-    for proto, name in ((enc_proto, ENCODER_FILE), (dec_proto, DECODER_FILE)):
+    for proto, name in ((enc_proto, ENCODER_FILE), (dec_proto, DECODER_FILE), (reorder_proto, REORDER_FILE)):
         onnx.save_model(proto, out / name)
         onnx.checker.check_model(str(out / name), full_check=True)
 
+    head = [step_heads.LIVE, step_heads.K]
     spec = {
         "encoder": {"file": ENCODER_FILE, "inputs": ["src", "src_lengths"], "outputs": [*kept_names, *state_names]},
-        "decoder_step": {"file": DECODER_FILE, "inputs": ["token", *kept_names, *state_names],
-                         "outputs": ["log_probs", *step_names]},
+        "decoder_step": {"file": DECODER_FILE, "inputs": ["token", *kept_names, *state_names, *head],
+                         "outputs": ["log_probs", *step_names, step_heads.TOP_VALUES, step_heads.TOP_INDICES,
+                                     step_heads.EOS_VALUES]},
+        "state_reorder": {"file": REORDER_FILE, "inputs": [step_heads.ROWS, *state_names],
+                          "outputs": [step_heads.REORDERED + n for n in state_names]},
         "enc_tensors": kept_names,
         "state_tensors": state_names,
-        "dynamic_axes": {n: {str(a): k for a, k in axes[n].items()} for n in kept_names + state_names},
+        "growing_state": growing,
+        "dynamic_axes": {n: {str(a): k for a, k in {**axes[n], **step_axes.get(n, {})}.items()}
+                         for n in kept_names + state_names},
         "max_src_len": source_limit(reference, cfg),
     }
     spec["check"] = check_against_torch(cfg, reference, out, spec)
@@ -216,9 +267,11 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
         enc, state = _trees(reference, src, lengths)
         token = torch.full((b,), cfg.bos_id, dtype=torch.long)
         rng = np.random.default_rng(seed)
+        values.update({step_heads.LIVE: np.zeros(b, np.float32), step_heads.K: np.array([1], np.int64)})
         for _ in range(CHECK_STEPS):
             values["token"] = token.numpy()
             outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
+            outputs = outputs[: 1 + len(spec["state_tensors"])]  # log-probs, state; the search head's follow
             with torch.no_grad():
                 logits, state = graphs.contract_step(reference, enc, token, state)
             expected = torch.log_softmax(logits.float(), dim=-1).numpy()
@@ -284,7 +337,8 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
         "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
         "tokenizer": tokenizer_spec(task, path),
         "max_decode_len": cfg.max_len if task is None else int(task.max_decode_len),
-        "max_decode_steps": cfg.max_len if record.state_holds_max_len else None,
+        "max_decode_steps": target_limit(cfg) if record.growing_state
+        else cfg.max_len if record.state_holds_max_len else None,
     }
     if manifest["max_decode_steps"] is not None:
         manifest["max_decode_len"] = min(manifest["max_decode_len"], manifest["max_decode_steps"])
@@ -311,7 +365,7 @@ def describe(manifest: dict[str, Any], out: str | Path) -> str:
     """A few lines for the terminal: files, sizes, check error."""
     path = Path(out)
     lines = [f"exported {manifest['config']['family']} model to {path}"]
-    for key in ("encoder", "decoder_step"):
+    for key in ("encoder", "decoder_step", "state_reorder"):
         f = path / manifest[key]["file"]
         lines.append(f"  {f.name}: {f.stat().st_size / 1e6:.2f} MB")
     check = manifest["check"]

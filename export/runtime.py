@@ -1,17 +1,19 @@
 """Translate with an export directory and onnxruntime alone: no torch, no jax, no s2s_jax.
 
-    python -m export.runtime OUT "12+35" "7+8" [--beam 5] [--max-len N] [--alpha 0.6] [--int8]
-    python -m export.runtime OUT "ein hund läuft ." [--beam 5]        (a model trained on text)
+    python -m export.runtime OUT "12+35" "7+8" [--beam 5] [--max-len N] [--alpha 0.6] [--int8] [--threads N]
+    python -m export.runtime OUT --input FILE [--batch-size 64] [--n-best K]   (or lines on stdin)
 
 `Translator.load(OUT)` reads model.json (written by export.onnx_export), opens
-`encoder.onnx` and `decoder_step.onnx`, and decodes batches with `export.search.search`,
-the numpy twin of `s2s_jax.decoding.search` (same tokens, same scores; beam 1 is greedy
-in both). The decoder state and encoder tensors are whatever model.json
-names, always batch-first, so this file knows no model family. Text goes
-through the front end model.json's `tokenizer.type` names (`TOKENIZERS`),
+`encoder.onnx`, `decoder_step.onnx` and `state_reorder.onnx`, and decodes batches with
+`export.search.search_top`, the numpy twin of `s2s_jax.decoding.search` (same tokens,
+same scores; beam 1 is greedy in both), over `export.ort_step.OrtStepper`, which keeps
+the decoder state in onnxruntime between steps. The decoder state and encoder tensors
+are whatever model.json names, always batch-first, so this file knows no model family.
+Text goes through the front end model.json's `tokenizer.type` names (`TOKENIZERS`),
 mirroring the training task: the addition format below, or for text tasks
 (word, space, char, SentencePiece) export/text.py, whose per-row length bound
-a * source_length + b the search applies as `s2s-jax translate` does.
+a * source_length + b the search applies as `s2s-jax translate` does. The command
+line is export/runtime_cli.py.
 
 Imports: numpy, onnxruntime and the standard library only (sentencepiece for
 SentencePiece exports); tests run it with jax, torch and s2s_jax unimportable.
@@ -19,10 +21,8 @@ SentencePiece exports); tests run it with jax, torch and s2s_jax unimportable.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,16 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.search import Arrays, SearchResult, search
+from export.ort_step import DISABLED_OPTIMIZERS, OrtStepper, session_options
+from export.search import Arrays, SearchResult, search_top
 from export.text import TextFrontEnd, TranslationError, Vocab
 
 MANIFEST_FILE = "model.json"
 FORMAT = "s2s-jax-onnx"
-VERSION = 1
-DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32, "tensor(bool)": np.bool_}
+VERSION = 2
+GRAPHS = ("encoder", "decoder_step", "state_reorder")
+# what this runtime reads from model.json (besides format and version): a missing one is a clear error
+REQUIRED = ("config", "special_ids", "max_decode_len", "enc_tensors", "state_tensors", *GRAPHS)
 
 
 class AdditionTokenizer:
@@ -87,22 +90,35 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
     if manifest.get("version") != VERSION:
         raise TranslationError(f"{path} has export format version {manifest.get('version')}; this runtime reads "
                                f"version {VERSION}: export again with this version of s2s-jax")
+    missing = [key for key in REQUIRED if key not in manifest]
+    missing += [f"special_ids.{k}" for k in ("pad", "bos", "eos") if k not in manifest.get("special_ids", {k: 0})]
+    missing += [f"{g}.file" for g in GRAPHS if g in manifest and "file" not in manifest[g]]
+    if missing:
+        raise TranslationError(f"{path} lacks {', '.join(missing)}; it is damaged or was edited: export again")
     return manifest
+
+
+def open_session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    """An onnxruntime session for the graph at `path`; a missing, truncated or invalid file is a TranslationError."""
+    if not path.is_file():
+        raise TranslationError(f"{path} is missing; export again")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(DISABLED_OPTIMIZERS))
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / InvalidGraph types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TranslationError(f"{path} is not a valid ONNX graph ({reason[:200]}); export again") from None
 
 
 class Translator:
     """Batched greedy / beam translation over an encoder and a decoder-step onnxruntime session."""
 
-    def __init__(self, manifest: dict[str, Any], encoder: ort.InferenceSession, decoder: ort.InferenceSession,
-                 directory: str | Path = ".") -> None:
+    def __init__(self, manifest: dict[str, Any], stepper: OrtStepper, directory: str | Path = ".") -> None:
         """`directory`: where the files model.json names besides the graphs (SentencePiece models) are."""
-        self.manifest, self.encoder, self.decoder = manifest, encoder, decoder
+        self.manifest, self.stepper = manifest, stepper
         ids = manifest["special_ids"]
         self.pad_id, self.bos_id, self.eos_id = int(ids["pad"]), int(ids["bos"]), int(ids["eos"])
         self.max_decode_len = int(manifest["max_decode_len"])
-        self.enc_names, self.state_names = manifest["enc_tensors"], manifest["state_tensors"]
-        self.dec_inputs = manifest["decoder_step"]["inputs"]
-        self.in_types = {i.name: DTYPES[i.type] for s in (encoder, decoder) for i in s.get_inputs()}
         spec, vocab = manifest.get("tokenizer"), manifest.get("vocab")
         self.tokenizer = None
         if spec is not None:
@@ -111,43 +127,41 @@ class Translator:
             self.tokenizer = TOKENIZERS[spec["type"]](spec, Vocab(vocab["src"]), Vocab(vocab["tgt"]), directory)
 
     @classmethod
-    def load(cls, out: str | Path, *, int8: bool = False, threads: int | None = None) -> Translator:
-        """Open the export in `out` (`int8=True`: the quantized graphs written by `--quantize int8`)."""
+    def load(cls, out: str | Path, *, int8: bool = False, threads: int | None = None,
+             optimization: str = "all") -> Translator:
+        """Open the export in `out` (`int8=True`: the quantized graphs written by `--quantize int8`) with
+        `threads` intra-op threads (None: one per core) and graph optimization level `optimization`
+        (disable, basic, extended, all)."""
+        if threads is not None and threads < 1:
+            raise TranslationError(f"threads={threads} must be >= 1")
         manifest = read_manifest(out)
-        files = {key: manifest[key]["file"] for key in ("encoder", "decoder_step")}
+        files = {key: manifest[key]["file"] for key in GRAPHS}
         if int8:
             if "int8" not in manifest:
                 raise TranslationError(f"{out} has no int8 graphs; export with --quantize int8")
-            files = {key: manifest["int8"][key] for key in files}
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        sessions = []
-        for key in ("encoder", "decoder_step"):
-            path = Path(out) / files[key]
-            if not path.is_file():
-                raise TranslationError(f"{path} is missing; export again")
-            sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-        return cls(manifest, *sessions, directory=out)
+            files.update({key: manifest["int8"][key] for key in ("encoder", "decoder_step")})
+        try:
+            options = session_options(threads, optimization)
+        except ValueError as e:
+            raise TranslationError(str(e)) from None
+        sessions = [open_session(Path(out) / files[key], options) for key in GRAPHS]
+        for key, session in zip(GRAPHS, sessions, strict=True):
+            _check_names(manifest, key, session, Path(out) / files[key])
+        return cls(manifest, OrtStepper(manifest, *sessions), directory=out)
 
-    # -- model calls ------------------------------------------------------------------------
+    # -- model calls (numpy in and out: tests and tools; search() keeps the state in onnxruntime) ----------
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Arrays, Arrays]:
-        """(encoder tensors, initial state) for ids [B, S] and lengths [B]."""
-        feeds = {"src": src.astype(self.in_types["src"]),
-                 "src_lengths": src_lengths.astype(self.in_types["src_lengths"])}
-        outputs = self.encoder.run(None, feeds)
-        n = len(self.enc_names)
-        return outputs[:n], outputs[n:]
+        """(encoder tensors, initial state) for ids [B, S] and lengths [B], as numpy arrays."""
+        enc, state = self.stepper.encode(src, src_lengths)
+        return [v.numpy() for v in enc], [v.numpy() for v in state]
 
     def step(self, enc: Arrays, token: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
-        """One decoder step: (log-probs [N, V], next state)."""
-        values = dict(zip(self.enc_names, enc, strict=True))
-        values.update(zip(self.state_names, state, strict=True))
-        values["token"] = token.astype(self.in_types["token"])
-        outputs = self.decoder.run(None, {name: values[name] for name in self.dec_inputs})
-        return outputs[0], outputs[1:]
+        """One decoder step on numpy arrays: (log-probs [N, V], next state)."""
+        n = len(token)
+        logp, _, state = self.stepper.top_step(_values(enc), token, _values(state), np.zeros(n, np.float32),
+                                               np.zeros(n, bool), None)
+        return logp, [v.numpy() for v in state]
 
     def search(self, src: np.ndarray, src_lengths: np.ndarray, *, beam: int = 1, max_len: int | None = None,
                alpha: float = 0.0, row_max_len: np.ndarray | None = None) -> SearchResult:
@@ -164,13 +178,18 @@ class Translator:
         if not 1 <= max_len <= (steps or max_len):
             raise TranslationError(f"max_len={max_len} must be between 1 and {steps or 'inf'} "
                                    "(the decoder state of this model holds max_decode_steps positions)")
+        # Padding past the longest row changes no output (the contract's padding invariance) and costs every
+        # step its cross-attention: onnxruntime, unlike a compiled loop, needs no fixed widths, so it goes.
+        src = src[:, : max(1, int(np.max(src_lengths)))]
         limit = self.manifest.get("max_src_len")
         if limit is not None and src.shape[1] > limit:
             raise TranslationError(f"source length {src.shape[1]} exceeds this model's limit of {limit} tokens "
                                    "(max_src_len in model.json); split or shorten the input")
-        enc, state = self.encode(src, src_lengths)
-        return search(self.step, enc, state, batch=len(src), beam=beam, max_len=max_len, bos_id=self.bos_id,
-                      eos_id=self.eos_id, pad_id=self.pad_id, alpha=alpha, row_max_len=row_max_len)
+        enc, state = self.stepper.encode(src, src_lengths)
+        st = self.stepper
+        return search_top(st.top_step, enc, state, batch=len(src), beam=beam, max_len=max_len, bos_id=self.bos_id,
+                          eos_id=self.eos_id, pad_id=self.pad_id, alpha=alpha, row_max_len=row_max_len,
+                          reorder=st.reorder, take=st.take)
 
     # -- text ---------------------------------------------------------------------------------
 
@@ -207,26 +226,24 @@ class Translator:
         return results
 
 
+def _check_names(manifest: dict[str, Any], key: str, session: ort.InferenceSession, path: Path) -> None:
+    """model.json's tensor names for graph `key` must be the graph's own (a mismatch would fail mid-decoding)."""
+    for side, found in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        names = manifest[key].get(side)
+        if names is not None and sorted(names) != sorted(x.name for x in found):
+            raise TranslationError(f"model.json's {key}.{side} do not match {path.name}'s; the export is mixed up "
+                                   "or was edited: export again")
+
+
+def _values(arrays: Arrays) -> list[ort.OrtValue]:
+    return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in arrays]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.runtime", description="Translate with an ONNX export.")
-    parser.add_argument("out", help="export directory (model.json, encoder.onnx, decoder_step.onnx)")
-    parser.add_argument("texts", nargs="+", help="inputs to translate, e.g. 12+35 or a sentence")
-    parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
-    parser.add_argument("--max-len", type=int, default=None, help="most tokens to generate (default: model.json)")
-    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent")
-    parser.add_argument("--n-best", type=int, default=1, help="hypotheses to print per input (<= beam)")
-    parser.add_argument("--int8", action="store_true", help="use the int8 graphs of `--quantize int8`")
-    args = parser.parse_args(argv)
-    try:
-        translator = Translator.load(args.out, int8=args.int8)
-        outputs = translator.translate(args.texts, beam=args.beam, max_len=args.max_len, alpha=args.alpha,
-                                       n_best=args.n_best)
-    except TranslationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for out in outputs:
-        print("\t".join(out) if isinstance(out, list) else out)
-    return 0
+    """`python -m export.runtime`: see export/runtime_cli.py."""
+    from export.runtime_cli import main as cli
+
+    return cli(argv)
 
 
 if __name__ == "__main__":

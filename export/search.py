@@ -19,19 +19,36 @@ is float32 throughout and `top_k` breaks ties by lower index (as `jax.lax.top_k`
   row's worst finished one; n-best results, best first.
 Scores, for both: the sum of the chosen tokens' log-probs (through eos) over the GNMT
 penalty ((5 + length) / 6) ** alpha.
+
+The loop itself (`search_top`) reads only each row's best candidates from a `TopStepFn`
+`(enc, token, state, live, last, k) -> (values [N, k], ids [N, k], state)`: the k largest of
+live + log-probs (eos forced where `last`), ties to the lower id. onnxruntime computes
+them in the step graph (export/step_heads.py), so neither the [N, V] log-probs nor the
+state leave it; `search` wraps a log-prob step into one (`top_of`). This is exact, not an
+approximation: the top 2K of a sentence's K x V candidates (ties to the lower flat index
+beam * V + id) hold at most 2K of any one row, and within a row that order is the row's
+own (value, then id), so they are all among the rows' top 2K, and merging those by
+(value, flat index) picks the same 2K in the same order. The state and the encoder
+tensors are opaque to the loop: it only hands them to `reorder` and `take`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 NEG_INF = np.float32(-1.0e9)
+# Finished sentences leave the batch once they are this share of it: each departure gathers the encoder tensors
+# (and, for greedy, the state) once, so a departure per finished sentence would cost more than it saves.
+SHRINK = 0.25
 Arrays = list[np.ndarray]
 StepFn = Callable[[Arrays, np.ndarray, Arrays], tuple[np.ndarray, Arrays]]
-ReorderFn = Callable[[Arrays, np.ndarray], Arrays]
+# (enc, token [N], state, live [N] float32, last [N] bool, k or None) -> (values [N, k], ids [N, k], state);
+# k None: the candidates of every id, [N, V] in id order, and ids None
+TopStepFn = Callable[..., tuple[np.ndarray, np.ndarray | None, Any]]
+ReorderFn = Callable[[Any, np.ndarray], Any]
 
 
 class SearchResult(NamedTuple):
@@ -85,6 +102,28 @@ def parent_rows(parents: np.ndarray, beam: int) -> np.ndarray:
     return (np.arange(parents.shape[0])[:, None] * beam + parents).reshape(-1)
 
 
+def candidates(log_probs: np.ndarray, live: np.ndarray, last: np.ndarray, eos_id: int) -> np.ndarray:
+    """[N, V] live + log-probs, every id but eos at NEG_INF on rows at their `last` step (float32, as the graph)."""
+    logp = log_probs.astype(np.float32, copy=False)
+    logp = np.where(last[:, None] & (np.arange(logp.shape[-1]) != eos_id), NEG_INF, logp)
+    return live.astype(np.float32)[:, None] + logp
+
+
+def top_of(step: StepFn, eos_id: int) -> TopStepFn:
+    """A `TopStepFn` over a log-prob step: `candidates` and their per-row `top_k` in numpy."""
+
+    def top_step(enc: Arrays, token: np.ndarray, state: Arrays, live: np.ndarray, last: np.ndarray,
+                 k: int | None) -> tuple[np.ndarray, np.ndarray | None, Arrays]:
+        logp, state = step(enc, token, state)
+        cand = candidates(logp, live, last, eos_id)
+        if k is None:
+            return cand, None, state
+        values, ids = top_k(cand, k)
+        return values, ids, state
+
+    return top_step
+
+
 def search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int = 1, max_len: int, bos_id: int,
            eos_id: int, pad_id: int, alpha: float = 0.0, row_max_len: np.ndarray | None = None,
            reorder: ReorderFn | None = None, temperature: float = 0.0) -> SearchResult:
@@ -95,47 +134,79 @@ def search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int = 
     end a row without eos (length max_len), beam search forces eos at max_len. reorder: `(state, rows) ->
     state`, row i from row rows[i] (default `take_rows`). temperature: only 0 (no sampling in numpy).
     """
-    if beam < 1:
-        raise ValueError(f"beam={beam} must be >= 1")
     if temperature != 0:
         raise ValueError(f"temperature={temperature}: the numpy search does not sample (use s2s_jax's search)")
+    return search_top(top_of(step, eos_id), enc, state, batch=batch, beam=beam, max_len=max_len, bos_id=bos_id,
+                      eos_id=eos_id, pad_id=pad_id, alpha=alpha, row_max_len=row_max_len, reorder=reorder)
+
+
+def search_top(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int = 1, max_len: int, bos_id: int,
+               eos_id: int, pad_id: int, alpha: float = 0.0, row_max_len: np.ndarray | None = None,
+               reorder: ReorderFn | None = None, take: ReorderFn | None = None) -> SearchResult:
+    """`search` over a `TopStepFn`; enc and state are opaque (the runtime's OrtValues) and reach the loop only
+    through `reorder(state, rows)` and `take(enc, rows)` (default `take_rows` both): row i from row rows[i]. Beams
+    are made by taking each sentence's rows `beam` times; finished sentences leave the batch (`SHRINK`)."""
+    if beam < 1:
+        raise ValueError(f"beam={beam} must be >= 1")
     limit = np.full(batch, max_len, np.int32) if row_max_len is None else np.minimum(row_max_len, max_len)
+    reorder, take = reorder or take_rows, take or take_rows
     if beam == 1:
-        return _greedy(step, enc, state, batch=batch, max_len=max_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
-                       alpha=alpha, limit=None if row_max_len is None else limit)
-    return _beam(step, enc, state, batch=batch, beam=beam, max_len=max_len, bos_id=bos_id, eos_id=eos_id,
-                 pad_id=pad_id, alpha=alpha, limit=limit, reorder=take_rows if reorder is None else reorder)
+        return _greedy(top_step, enc, state, batch=batch, max_len=max_len, bos_id=bos_id, pad_id=pad_id,
+                       eos_id=eos_id, alpha=alpha, limit=None if row_max_len is None else limit, reorder=reorder,
+                       take=take)
+    return _beam(top_step, enc, state, batch=batch, beam=beam, max_len=max_len, bos_id=bos_id, eos_id=eos_id,
+                 pad_id=pad_id, alpha=alpha, limit=limit, reorder=reorder, take=take)
 
 
-def _greedy(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, max_len: int, bos_id: int, eos_id: int,
-            pad_id: int, alpha: float, limit: np.ndarray | None) -> SearchResult:
-    token = np.full(batch, bos_id, np.int64)
-    done = np.zeros(batch, bool)
+def _shrink(finished: np.ndarray) -> bool:
+    """Drop finished sentences from the batch once they are SHRINK of it (each drop gathers the encoder tensors,
+    and for greedy the state, once)."""
+    return bool(finished.all() or finished.mean() >= SHRINK)
+
+
+def _greedy(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, max_len: int, bos_id: int, eos_id: int,
+            pad_id: int, alpha: float, limit: np.ndarray | None, reorder: ReorderFn, take: ReorderFn) -> SearchResult:
     tokens = np.full((batch, max_len), pad_id, np.int32)
     logp_sum = np.zeros(batch, np.float32)
+    act = np.arange(batch)  # the sentences still in the batch, in row order
+    token = np.full(batch, bos_id, np.int64)
+    done = np.zeros(batch, bool)  # of the rows in the batch
     t = 0
     while t < max_len and not done.all():
-        logp, state = step(enc, token, state)
-        logp = logp.astype(np.float32, copy=False)
-        if limit is not None:
-            last = (t + 1 >= limit)[:, None]
-            logp = np.where(last & (np.arange(logp.shape[-1]) != eos_id), NEG_INF, logp)
-        best = np.argmax(logp, axis=-1)
-        logp_sum += np.where(done, np.float32(0.0), logp[np.arange(batch), best])  # beam search's order of sums
-        nxt = np.where(done, pad_id, best)
-        tokens[:, t] = nxt
+        last = np.zeros(len(act), bool) if limit is None else t + 1 >= limit[act]
+        live = np.zeros(len(act), np.float32)  # 0 + log-prob is the log-prob: the top-1 is the argmax
+        values, ids, state = top_step(enc, token, state, live, last, 1)
+        logp_sum[act] += np.where(done, np.float32(0.0), values[:, 0])  # beam search's order of sums
+        nxt = np.where(done, pad_id, ids[:, 0])
+        tokens[act, t] = nxt
         done |= nxt == eos_id
         token = nxt.astype(np.int64)
         t += 1
+        if t < max_len and _shrink(done) and not done.all():
+            keep = np.flatnonzero(~done)
+            act, token, done = act[keep], token[keep], done[keep]
+            state, enc = reorder(state, keep), take(enc, keep)
     is_eos = tokens == eos_id
     lengths = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1) + 1, max_len).astype(np.int32)
     scores = (logp_sum / length_penalty(lengths, alpha)).astype(np.float32)
     return SearchResult(tokens[:, None], lengths[:, None], scores[:, None])
 
 
-def _beam(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int, max_len: int, bos_id: int,
-          eos_id: int, pad_id: int, alpha: float, limit: np.ndarray, reorder: ReorderFn) -> SearchResult:
-    init, enc_k = state, repeat_beams(enc, beam)
+def _merge(values: np.ndarray, ids: np.ndarray, vocab: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' top candidates [B, K, k'] -> each sentence's k best (values, flat indices beam * V + id) [B, k],
+    ordered by value, then the lower flat index: what `top_k` over the sentence's K x V candidates gives."""
+    b, beams, width = values.shape
+    flat = (np.arange(beams)[None, :, None] * vocab + ids).reshape(b, beams * width)
+    values = values.reshape(b, beams * width)
+    order = np.lexsort((flat, -values), axis=-1)[:, :k]
+    return np.take_along_axis(values, order, axis=-1), np.take_along_axis(flat, order, axis=-1)
+
+
+def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, max_len: int, bos_id: int,
+          eos_id: int, pad_id: int, alpha: float, limit: np.ndarray, reorder: ReorderFn,
+          take: ReorderFn) -> SearchResult:
+    """Per sentence [B, ...] arrays hold every sentence (the result); `act` are those still in the batch, whose
+    rows (K a sentence, in `act` order) the state and `enc_k` hold."""
     tokens = np.zeros((batch, beam, max_len + 1), np.int32)
     tokens[:, :, 0] = bos_id
     live_tokens, done_tokens = tokens, tokens.copy()
@@ -143,45 +214,63 @@ def _beam(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int, ma
     done_scores = np.full((batch, beam), NEG_INF, np.float32)
     done_lengths = np.zeros((batch, beam), np.int32)
     best_len = limit if alpha >= 0 else None
+    act, enc_k, vocab = np.arange(batch), None, 0
 
-    def can_improve(t: int) -> bool:
-        length = best_len if best_len is not None else np.full(batch, t + 1)
-        best_live = live_logp[:, 0] / length_penalty(length, alpha)
-        return bool(np.any((best_live > done_scores[:, -1]) & (t < limit)))
+    def can_improve(t: int, rows: np.ndarray) -> np.ndarray:
+        length = best_len[rows] if best_len is not None else np.full(len(rows), t + 1)
+        best_live = live_logp[rows, 0] / length_penalty(length, alpha)
+        return (best_live > done_scores[rows, -1]) & (t < limit[rows])
 
     t = 0
-    while t < max_len and can_improve(t):
+    while t < max_len and len(act):
+        last = t + 1 >= limit[act]
         if t == 0:  # every beam holds bos and the initial state: run the step once per sentence, as JAX does
-            logp, state = step(enc, np.full(batch, bos_id, np.int64), init)
-            logp, state = np.repeat(logp, beam, axis=0), repeat_beams(state, beam)
-        else:
-            logp, state = step(enc_k, live_tokens[:, :, t].reshape(-1).astype(np.int64), state)
-        logp = logp.astype(np.float32, copy=False).reshape(batch, beam, -1)
-        vocab = logp.shape[-1]
-        last = (t + 1 >= limit)[:, None, None]
-        logp = np.where(last & (np.arange(vocab) != eos_id), NEG_INF, logp)
-        cand = (live_logp[:, :, None] + logp).reshape(batch, beam * vocab)
-
-        top_logp, top_idx = top_k(cand, 2 * beam)
+            logp, _, state = top_step(enc, np.full(batch, bos_id, np.int64), state, np.zeros(batch, np.float32), last,
+                                      None)
+            vocab = logp.shape[-1]
+            cand = (live_logp[:, :, None] + logp[:, None, :]).reshape(batch, beam * vocab)
+            top_logp, top_idx = top_k(cand, 2 * beam)
+        else:  # the rows' own top 2K (or all V), merged per sentence: exact, see the module docstring
+            values, ids, state = top_step(enc_k, live_tokens[act, :, t].reshape(-1).astype(np.int64), state,
+                                          live_logp[act].reshape(-1), np.repeat(last, beam), min(2 * beam, vocab))
+            n = len(act)
+            top_logp, top_idx = _merge(values.reshape(n, beam, -1), ids.reshape(n, beam, -1), vocab, 2 * beam)
         src_beam, tok = top_idx // vocab, top_idx % vocab
-        new_tokens = np.take_along_axis(live_tokens, src_beam[:, :, None], axis=1)
+        new_tokens = np.take_along_axis(live_tokens[act], src_beam[:, :, None], axis=1)
         new_tokens[:, :, t + 1] = tok
         is_eos = tok == eos_id
-        alive = t < limit
+        alive = t < limit[act]
 
-        live_logp, pick = top_k(np.where(is_eos, NEG_INF, top_logp), beam)
-        live_tokens = np.take_along_axis(new_tokens, pick[:, :, None], axis=1)
-        state = reorder(state, parent_rows(np.take_along_axis(src_beam, pick, axis=1), beam))
+        pick_logp, pick = top_k(np.where(is_eos, NEG_INF, top_logp), beam)
+        live_logp[act] = pick_logp
+        live_tokens[act] = np.take_along_axis(new_tokens, pick[:, :, None], axis=1)
+        rows = parent_rows(np.take_along_axis(src_beam, pick, axis=1), beam)
+        if t == 0:
+            rows = rows // beam  # the state has one row a sentence
 
         finish = is_eos & (np.arange(2 * beam) < beam)[None, :] & alive[:, None]
         eos_scores = np.where(finish, top_logp / length_penalty(np.float32(t + 1), alpha), NEG_INF)
-        all_scores = np.concatenate([done_scores, eos_scores], axis=1)
-        all_tokens = np.concatenate([done_tokens, new_tokens], axis=1)
-        all_lengths = np.concatenate([done_lengths, np.full(eos_scores.shape, t + 1, np.int32)], axis=1)
-        done_scores, keep = top_k(all_scores, beam)
-        done_tokens = np.take_along_axis(all_tokens, keep[:, :, None], axis=1)
-        done_lengths = np.take_along_axis(all_lengths, keep, axis=1)
+        all_scores = np.concatenate([done_scores[act], eos_scores], axis=1)
+        all_tokens = np.concatenate([done_tokens[act], new_tokens], axis=1)
+        all_lengths = np.concatenate([done_lengths[act], np.full(eos_scores.shape, t + 1, np.int32)], axis=1)
+        done_scores[act], keep = top_k(all_scores, beam)
+        done_tokens[act] = np.take_along_axis(all_tokens, keep[:, :, None], axis=1)
+        done_lengths[act] = np.take_along_axis(all_lengths, keep, axis=1)
         t += 1
+
+        # A sentence that cannot improve any more is final (`can_improve`, as JAX's loop condition). Dropping it
+        # when enough are: the per-step reorder takes only the rows kept; the encoder rows are taken anew.
+        improve = can_improve(t, act) if t < max_len else np.zeros(len(act), bool)
+        sentences = np.arange(len(act))
+        if t == 1 or _shrink(~improve):
+            if _shrink(~improve):
+                sentences = np.flatnonzero(improve)
+            act = act[sentences]
+            beam_rows = (sentences[:, None] * beam + np.arange(beam)).reshape(-1)
+            rows = rows.reshape(-1, beam)[sentences].reshape(-1)
+            enc_k = take(enc, np.repeat(act, beam)) if t == 1 else take(enc_k, beam_rows)
+        if len(act):
+            state = reorder(state, rows)
 
     out = done_tokens[:, :, 1:]
     out = np.where(np.arange(max_len)[None, None, :] < done_lengths[:, :, None], out, pad_id).astype(np.int32)

@@ -10,7 +10,8 @@ repository lines that led to the blocked import.
 - no_torch: every s2s_jax module outside s2s_jax.cli imports without torch, torch_ref or export.
 - decoding_knows_no_task: s2s_jax.decoding imports nothing from s2s_jax.data.
 - data_knows_no_model: s2s_jax.data imports nothing from s2s_jax.layers or s2s_jax.models.
-- runtime_is_numpy_only: export.runtime (and export.search, export.text) imports neither jax nor torch
+- runtime_is_numpy_only: export.runtime (and its CLI, export.ort_step, export.search, export.text, the CTranslate2
+  front end) imports neither jax nor torch
   (tests/export/test_runtime_isolation.py runs the runtime CLI so isolated end to end).
 
 For the layer rules the checked package's ancestors (`s2s_jax`, a facade that
@@ -44,7 +45,8 @@ RULES = {
     "no_torch": Rule(("s2s_jax",), ("torch", "torch_ref", "export"), exclude=("s2s_jax.cli",)),
     "decoding_knows_no_task": Rule(("s2s_jax.decoding",), ("s2s_jax.data",), preload=True),
     "data_knows_no_model": Rule(("s2s_jax.data",), ("s2s_jax.layers", "s2s_jax.models"), preload=True),
-    "runtime_is_numpy_only": Rule(("export.runtime", "export.search", "export.text"), JAX_AND_TORCH),
+    "runtime_is_numpy_only": Rule(("export.runtime", "export.runtime_cli", "export.ort_step", "export.search",
+                                   "export.text", "export.ctranslate2_runtime"), JAX_AND_TORCH),
 }
 
 # Runs in a fresh interpreter: argv[1] is the rule as JSON; prints {"checked": [...], "failures": {...}}.

@@ -161,10 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_decode_args(p)
     p.set_defaults(func=translate.cmd_evaluate)
 
-    p = verbs.add_parser("export", help="export a trained workdir to ONNX (encoder, decoder step, model.json)")
+    p = verbs.add_parser("export", help="export a trained workdir to ONNX (encoder, decoder step, model.json) or "
+                                        "CTranslate2 (Transformer models)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quantize", choices=["int8"], default=None, help="also write int8 dynamic-quantized graphs")
+    p.add_argument("--format", choices=["onnx", "ctranslate2"], default="onnx",
+                   help="onnx: for export.runtime (onnxruntime); ctranslate2: a CTranslate2 model (pip install "
+                        "ctranslate2)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="onnx: also write int8 dynamic-quantized graphs; ctranslate2: store int8 weights")
     add_checkpoint_arg(p)
     p.set_defaults(func=tools.cmd_export)
 

@@ -34,7 +34,10 @@ def quiet_torch_export() -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     quiet_torch_export()
-    from export.onnx_export import describe, export_workdir
+    if args.format == "ctranslate2":
+        from export.ctranslate2_export import describe, export_workdir
+    else:
+        from export.onnx_export import describe, export_workdir
 
     print(describe(export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint), args.out))
     return 0

@@ -2,8 +2,11 @@
 are in test_presets.py, whose tiny configs this file shares).
 
 For each name in `presets.names()`: the exporter's own check against torch, ORT step log-probs within 1e-4 of
-JAX's at sizes other than the export sample, identical greedy and beam-5 tokens (and scores) for 200 sentences,
-and the limits the graph cannot enforce recorded in model.json and enforced by the runtime.
+JAX's at sizes other than the export sample, the same through the path the search takes (state kept in
+onnxruntime, beams reordered by state_reorder.onnx, candidates from the search head), identical greedy and
+beam-5 tokens (and scores) for 200 sentences of source lengths 1 to 50 (1, 7 and 50 among them) and again for
+some of them decoded at batch 1 and 3, and the limits the graph cannot enforce recorded in model.json and
+enforced by the runtime.
 
 The exported weights are the contract's random params with the eos bias raised so that eos wins at about 15%
 of the greedy path's steps (`export_params`): plain random weights give every sentence the same length, which
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -23,6 +27,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from export.onnx_export import export_model
 from export.runtime import TranslationError, Translator
+from export.search import candidates, top_k
 from s2s_jax.config import ModelConfig
 from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model, family, target_limit
@@ -35,6 +40,8 @@ N_INPUTS = 200  # sentences whose greedy and beam tokens must be identical in JA
 MAX_LEN = 8
 BEAM, ALPHA = 5, 0.6
 EOS_SHARE = 0.15
+SOURCE_LENGTHS = (50, 7, 1)  # rows 0-2 of the token-identity inputs (capped at the model's source limit)
+HEAD_K = 3  # candidates per row asked of the search head in the stateful-step check
 
 
 class Exported(NamedTuple):
@@ -81,6 +88,16 @@ def export_params(cfg: ModelConfig, params: Any) -> tuple[Any, bool]:
     return unflatten_dict(flat), True
 
 
+def token_inputs(exp: Exported) -> tuple[np.ndarray, np.ndarray]:
+    """N_INPUTS sources up to 50 tokens wide (the model's source limit if less), rows 0-2 of SOURCE_LENGTHS."""
+    width = min(SOURCE_LENGTHS[0], exp.manifest["max_src_len"] or SOURCE_LENGTHS[0])
+    src, lengths = random_src(exp.cfg, N_INPUTS, width, seed=3)
+    for row, length in enumerate(SOURCE_LENGTHS):
+        lengths[row] = min(length, width)
+        src[row, lengths[row]:] = exp.cfg.pad_id
+    return src, lengths
+
+
 def searched(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int) -> tuple[tuple, tuple]:
     """((tokens [B, K, L], lengths [B, K], scores [B, K]) from JAX, the same from ORT) as numpy; beam 1 is greedy
     (K = 1, alpha 0). The one place this file calls the search API (tests/jax_reference.py, Translator.search)."""
@@ -122,9 +139,55 @@ def test_export_step_log_probs_match_jax(exports, name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
+def test_export_stateful_step_matches_jax(exports, name):
+    """The search's path through onnxruntime (OrtStepper: OrtValues fed back, state_reorder.onnx, the search head)
+    against JAX's step with the same row gathers, at batch 1 and 3, source lengths 1, 7 and 50: the head's top
+    candidates (eos forced on `last` rows, beam scores `live` added) and the whole candidate rows within 1e-4."""
+    exp = exports(name)
+    encode, step = jax_fns(exp.cfg, MAX_LEN)[:2]
+    stepper, eos = exp.translator.stepper, exp.cfg.eos_id
+    limit = exp.manifest["max_src_len"]
+    for batch, length in [(1, 1), (3, 7), (3, 50)]:
+        length = min(length, limit or length)
+        src, lengths = random_src(exp.cfg, batch, length, seed=batch * length)
+        enc_j, state_j = encode(exp.params, src, lengths)
+        enc_o, state_o = stepper.encode(src, lengths)
+        rng = np.random.default_rng(length)
+        token = np.full(batch, exp.cfg.bos_id)
+        for t in range(4):
+            live = rng.normal(size=batch).astype(np.float32)
+            last = rng.random(batch) < 0.5
+            logp_j, state_j = step(exp.params, enc_j, token.astype(np.int32), state_j)
+            cand_j = candidates(np.asarray(logp_j), live, last, eos)
+            cand_o, _, _ = stepper.top_step(enc_o, token, state_o, live, last, None)
+            values, ids, state_o = stepper.top_step(enc_o, token, state_o, live, last, HEAD_K)
+            where = f"batch {batch}, source length {length}, step {t}"
+            np.testing.assert_allclose(cand_o, cand_j, atol=ATOL, err_msg=where)
+            np.testing.assert_allclose(values, top_k(cand_j, HEAD_K)[0], atol=ATOL, err_msg=where)
+            np.testing.assert_allclose(np.take_along_axis(cand_j, ids, axis=1), values, atol=ATOL, err_msg=where)
+            assert np.all(ids[last, 0] == eos), where  # the head forces eos where asked
+            rows = rng.integers(0, batch, batch)  # a beam reorder: rows repeated and moved
+            state_j = jax.tree.map(lambda x, r=rows: x[r], state_j)
+            state_o = stepper.reorder(state_o, rows)
+            token = rng.integers(0, exp.cfg.tgt_vocab_size, batch)
+
+
+def check_small_batches(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int,
+                        tokens: np.ndarray) -> None:
+    """Rows 0-2 (source lengths 50, 7, 1) decoded by ORT at batch 3 and each alone at its own width give the
+    tokens they got among N_INPUTS."""
+    kwargs = dict(beam=beam, max_len=MAX_LEN, alpha=ALPHA if beam > 1 else 0.0)
+    three = exp.translator.search(src[:3], lengths[:3], **kwargs).tokens
+    np.testing.assert_array_equal(three, tokens[:3])
+    for row in range(3):
+        alone = exp.translator.search(src[row:row + 1, : lengths[row]], lengths[row:row + 1], **kwargs).tokens
+        np.testing.assert_array_equal(alone, tokens[row:row + 1], err_msg=f"row {row} alone")
+
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_export_greedy_tokens_identical(exports, name):
     exp = exports(name)
-    src, lengths = random_src(exp.cfg, N_INPUTS, 9, seed=3)
+    src, lengths = token_inputs(exp)
     (tokens_j, lengths_j, scores_j), (tokens_o, lengths_o, scores_o) = searched(exp, src, lengths, beam=1)
     np.testing.assert_array_equal(tokens_o, tokens_j)
     np.testing.assert_array_equal(lengths_o, lengths_j)
@@ -132,26 +195,31 @@ def test_export_greedy_tokens_identical(exports, name):
         assert len(np.unique(lengths_j)) > 1, "the check needs outputs of different lengths"
     assert np.all(np.isfinite(scores_o))  # greedy's scores mean what beam search's do, in both searches
     np.testing.assert_allclose(scores_o, scores_j, atol=ATOL)
+    check_small_batches(exp, src, lengths, 1, tokens_j)
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_export_beam_tokens_identical(exports, name):
     exp = exports(name)
-    src, lengths = random_src(exp.cfg, N_INPUTS, 9, seed=3)
+    src, lengths = token_inputs(exp)
     (tokens_j, lengths_j, scores_j), (tokens_o, lengths_o, scores_o) = searched(exp, src, lengths, beam=BEAM)
     np.testing.assert_array_equal(tokens_o, tokens_j)
     np.testing.assert_array_equal(lengths_o, lengths_j)
     np.testing.assert_allclose(scores_o, scores_j, atol=ATOL)
+    check_small_batches(exp, src, lengths, BEAM, tokens_j)
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_export_limits_recorded_and_enforced(exports, name):
-    """Learned positions and location attention bound the source; a state of max_len positions bounds the steps."""
+    """Learned positions and location attention bound the source; a state of max_len positions bounds the steps
+    (a growing state only by the positions the model has)."""
     exp = exports(name)
     cfg, m = exp.cfg, exp.manifest
     bounded_source = target_limit(cfg) is not None or (cfg.family == "attention" and cfg.attention == "location")
     assert m["max_src_len"] == (cfg.max_len if bounded_source else None)
-    assert m["max_decode_steps"] == (cfg.max_len if family(cfg).state_holds_max_len else None)
+    record = family(cfg)
+    steps = target_limit(cfg) if record.growing_state else cfg.max_len if record.state_holds_max_len else None
+    assert m["max_decode_steps"] == steps
     if m["max_src_len"] is not None:
         with pytest.raises(TranslationError, match="exceeds this model's limit"):
             exp.translator.search(*random_src(cfg, 1, cfg.max_len + 1, seed=0), max_len=2)

@@ -114,8 +114,9 @@ def test_beam_one_means_greedy_in_both():
     j_beam1 = jax.jit(lambda: jax_beam.beam_search(
         jax_step, jnp.arange(B, dtype=jnp.int32), init_state(), batch=B, beam=1, max_len=L, bos_id=BOS, eos_id=EOS,
         pad_id=PAD, row_max_len=jnp.asarray(LIMITS)))()
-    n_beam1 = np_search._beam(np_step, [np.arange(B)], list(init_state()), batch=B, beam=1, max_len=L, bos_id=BOS,
-                              eos_id=EOS, pad_id=PAD, alpha=0.0, limit=LIMITS, reorder=np_search.take_rows)
+    n_beam1 = np_search._beam(np_search.top_of(np_step, EOS), [np.arange(B)], list(init_state()), batch=B, beam=1,
+                              max_len=L, bos_id=BOS, eos_id=EOS, pad_id=PAD, alpha=0.0, limit=LIMITS,
+                              reorder=np_search.take_rows, take=np_search.take_rows)
     for greedy, beam1 in ((j_greedy, j_beam1), (n_greedy, n_beam1)):
         np.testing.assert_array_equal(np.asarray(greedy.tokens), np.asarray(beam1.tokens))
         np.testing.assert_array_equal(np.asarray(greedy.lengths), np.asarray(beam1.lengths))

@@ -109,7 +109,8 @@ def test_manifest_is_self_describing(exported):
     assert ModelConfig.from_dict(m["config"]) == exported.cfg
     assert m["vocab"]["tgt"] == TASK.tgt_vocab.to_dict() and m["tokenizer"]["type"] == "addition"
     assert m["special_ids"] == {"pad": 11, "bos": 12, "eos": 13}
-    assert m["decoder_step"]["inputs"] == ["token", *m["enc_tensors"], *m["state_tensors"]]
+    assert m["decoder_step"]["inputs"] == ["token", *m["enc_tensors"], *m["state_tensors"], "live", "k"]
+    assert m["state_reorder"]["inputs"] == ["rows", *m["state_tensors"]]
     assert m["encoder"]["outputs"] == [*m["enc_tensors"], *m["state_tensors"]]
     sessions = {k: ort.InferenceSession(str(exported.out / m[k]["file"])) for k in ("encoder", "decoder_step")}
     assert [i.name for i in sessions["decoder_step"].get_inputs()] == m["decoder_step"]["inputs"]

@@ -25,7 +25,7 @@ from s2s_jax.config import ModelConfig
 from s2s_jax.layers.positions import check_length
 from s2s_jax.models.marian import position_table
 from torch_ref.convert import Rule, embedding, linear
-from torch_ref.models.transformer import DecodeState, EncoderOutput, layer_norm, sinusoidal
+from torch_ref.models.transformer import DecodeState, EncoderOutput, GrowingState, layer_norm, sinusoidal
 
 NEG = -1e10
 ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}
@@ -46,7 +46,7 @@ class MarianAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
         energy = torch.matmul(self._split(self.q_proj(x)), k.transpose(2, 3)) / math.sqrt(self.head_dim)
-        weights = torch.softmax(energy.masked_fill(~mask, NEG), dim=-1)
+        weights = torch.softmax(energy if mask is None else energy.masked_fill(~mask, NEG), dim=-1)
         out = torch.matmul(F.dropout(weights, self.dropout, self.training), v)
         return self.out_proj(out.permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.n_heads * self.head_dim)), weights
 
@@ -93,11 +93,14 @@ class MarianDecoderLayer(_Layer):
         self.encoder_attn_layer_norm = nn.LayerNorm(cfg.hid_dim)
 
     def forward(self, x, self_mask, cross, src_mask, cache=None, pos=None):
-        """With `cache` (keys, values [B, h, M, d]) the new position's keys/values are written at `pos`."""
+        """With `cache` (keys, values [B, h, M, d]) the new position's keys/values are written at `pos`; with
+        `cache` and no `pos` they are appended (the ONNX runtime's growing state, `self_mask` None)."""
 
         def self_attend(h):
             k, v = self.self_attn.kv(h)
-            if cache is not None:
+            if cache is not None and pos is None:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            elif cache is not None:
                 hit = (torch.arange(cache[0].shape[2], device=h.device)[None, :] == pos[:, None])[:, None, :, None]
                 k, v = torch.where(hit, k, cache[0]), torch.where(hit, v, cache[1])
             return self.self_attn(h, k, v, self_mask)[0], (k, v)
@@ -218,6 +221,27 @@ class MarianMTModel(nn.Module):
         logits = self._logits(x[:, 0])
         logits = torch.where((pos < size)[:, None], logits, torch.full_like(logits, float("nan")))
         state = DecodeState(tuple(keys), tuple(values), pos + 1)
+        return (logits, state, weights[:, :, 0]) if return_attention else (logits, state)
+
+    def init_growing_state(self, enc: EncoderOutput) -> GrowingState:
+        """Caches of no positions yet, for `decode_step_growing` (the family record's `growing_state`)."""
+        c = self.cfg
+        empty = enc.cross_k[0].new_zeros(enc.src_mask.shape[0], c.n_heads, 0, c.hid_dim // c.n_heads)
+        return GrowingState(tuple(empty.clone() for _ in range(c.n_layers)),
+                            tuple(empty.clone() for _ in range(c.n_layers)))
+
+    def decode_step_growing(self, enc: EncoderOutput, token: torch.Tensor, state: GrowingState,
+                            return_attention: bool = False):
+        """`decode_step` over caches of the t positions decoded so far, which it extends to t + 1."""
+        dec, t = self.model.decoder, state.keys[0].shape[2]
+        x = dec.embed(token[:, None], torch.arange(t, t + 1, device=token.device)[None].clamp(max=self.cfg.max_len - 1))
+        keys, values, weights = [], [], None
+        for i, layer in enumerate(dec.layers):
+            x, weights, (k, v) = layer(x, None, (enc.cross_k[i], enc.cross_v[i]), enc.src_mask[:, None, None, :],
+                                       cache=(state.keys[i], state.values[i]))
+            keys.append(k)
+            values.append(v)
+        logits, state = self._logits(x[:, 0]), GrowingState(tuple(keys), tuple(values))
         return (logits, state, weights[:, :, 0]) if return_attention else (logits, state)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,13 @@ so a tutorial checkpoint loads with `strict=True`. The modern options add
 `encoder.layer_norm` / `decoder.layer_norm` (pre-LN), drop `pos_embedding`
 (sinusoidal) and `decoder.fc_out` (tied embeddings). Masks come from lengths
 (equal to the tutorial's `src != pad` masks when padding is only at the end).
+
+Two decode states: the contract's fixed cache of `max_decode_len` positions
+(`init_decode_state` / `decode_step`, as in Flax), and the ONNX runtime's
+`GrowingState` (`init_growing_state` / `decode_step_growing`, the family record's
+`growing_state`), a cache of the positions decoded so far to which each step
+appends one: an exported step then reads and writes t positions at step t instead
+of cfg.max_len, and no position is ever masked.
 """
 
 from __future__ import annotations
@@ -33,6 +40,14 @@ class DecodeState(NamedTuple):
     keys: tuple[torch.Tensor, ...]
     values: tuple[torch.Tensor, ...]
     pos: torch.Tensor
+
+
+class GrowingState(NamedTuple):
+    """Per layer the self-attention keys/values of the t positions decoded so far [B, heads, t, head_dim]; the
+    position being decoded is t, the same for every row (as in a search, where all rows step together)."""
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
 
 
 def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -63,7 +78,7 @@ class MultiHeadAttentionLayer(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
         q = self._split(self.fc_q(x))
         energy = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
-        weights = torch.softmax(energy.masked_fill(~mask, NEG), dim=-1)
+        weights = torch.softmax(energy if mask is None else energy.masked_fill(~mask, NEG), dim=-1)
         out = torch.matmul(self.dropout(weights), v).permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.hid_dim)
         return self.fc_o(out), weights
 
@@ -121,9 +136,14 @@ class DecoderLayer(_Layer):
         self.positionwise_feedforward = PositionwiseFeedforwardLayer(c.hid_dim, c.ff_dim, c.dropout)
 
     def forward(self, x, self_mask, cross, src_mask, cache=None, pos=None):
+        """With `cache` and `pos` the step writes position pos of a fixed cache; with `cache` alone it appends to a
+        growing one (`GrowingState`; `self_mask` is then None: every cached position is attended)."""
+
         def self_attend(h):
             k, v = self.self_attention.kv(h)
-            if cache is not None:
+            if cache is not None and pos is None:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            elif cache is not None:
                 hit = (torch.arange(cache[0].shape[2], device=h.device)[None, :] == pos[:, None])[:, None, :, None]
                 k, v = torch.where(hit, k, cache[0]), torch.where(hit, v, cache[1])
             out, _ = self.self_attention(h, k, v, self_mask)
@@ -209,6 +229,19 @@ class Decoder(_Embedded):
         logits = torch.where((pos < size)[:, None], logits, torch.full_like(logits, float("nan")))
         return logits, weights[:, :, 0], DecodeState(tuple(keys), tuple(values), pos + 1)
 
+    def step_growing(self, enc: EncoderOutput, token: torch.Tensor, state: GrowingState):
+        """`step` over a `GrowingState`: token [B] at position t (the cache length) -> logits, weights, t + 1
+        positions. Past a learned position table the embedding lookup fails (the runtime bounds the steps)."""
+        t = state.keys[0].shape[2]
+        x = self.embed(token[:, None], torch.arange(t, t + 1, device=token.device)[None])
+        keys, values, weights = [], [], None
+        for i, layer in enumerate(self.layers):
+            x, weights, (k, v) = layer(x, None, (enc.cross_k[i], enc.cross_v[i]), enc.src_mask[:, None, None, :],
+                                       cache=(state.keys[i], state.values[i]))
+            keys.append(k)
+            values.append(v)
+        return self._out(x[:, 0]), weights[:, :, 0], GrowingState(tuple(keys), tuple(values))
+
 
 class TransformerSeq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
@@ -253,6 +286,19 @@ class TransformerSeq2Seq(nn.Module):
     def decode_step(self, enc: EncoderOutput, token: torch.Tensor, state: DecodeState,
                     return_attention: bool = False):
         logits, weights, state = self.decoder.step(enc, token, state)
+        return (logits, state, weights) if return_attention else (logits, state)
+
+    def init_growing_state(self, enc: EncoderOutput) -> GrowingState:
+        """Caches of no positions yet ([B, heads, 0, head_dim] per layer), for `decode_step_growing`."""
+        c = self.cfg
+        empty = enc.cross_k[0].new_zeros(enc.src_mask.shape[0], c.n_heads, 0, c.hid_dim // c.n_heads)
+        return GrowingState(tuple(empty.clone() for _ in range(c.n_layers)),
+                            tuple(empty.clone() for _ in range(c.n_layers)))
+
+    def decode_step_growing(self, enc: EncoderOutput, token: torch.Tensor, state: GrowingState,
+                            return_attention: bool = False):
+        """`decode_step` with a `GrowingState`: the same logits as the fixed cache at the same position."""
+        logits, weights, state = self.decoder.step_growing(enc, token, state)
         return (logits, state, weights) if return_attention else (logits, state)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

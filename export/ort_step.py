@@ -1,0 +1,137 @@
+"""The decoder step with its state kept in onnxruntime: OrtValues fed back through IOBinding.
+
+Why: the runtime used to pass every state tensor (for a Transformer, a max_len KV cache per layer) from
+onnxruntime to numpy and back at each step, gather it in numpy for the beam reorder, and take the whole
+[rows, V] log-probs out to find the best candidates; at batch 64, beam 5 that made ORT beam search 17x slower
+than JAX (README, "Decoding speed", 2026-11-22). Here the encoder's outputs and the state stay OrtValues
+that onnxruntime allocated; the step's inputs are bound to them and its outputs are bound to new
+onnxruntime buffers, so between steps only tokens, beam scores and the search head's top candidates
+([rows, k], export/step_heads.py) cross into numpy. Beams are repeated and reordered by `state_reorder.onnx`
+(one Gather per state tensor), also on onnxruntime's buffers.
+
+`OrtStepper` provides the three callables `export.search.search_top` takes: `top_step`, `reorder`, `take`.
+Imports numpy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from export.search import NEG_INF, candidates
+
+Values = list[ort.OrtValue]
+OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+# onnxruntime's SkipLayerNormalization fusion made the steps of the Multi30k Transformer 3-10% slower than the
+# Add + LayerNormalization it replaces (batch 64, greedy and beam 5, fp32 and int8, one thread, A/B in one run).
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32, "tensor(bool)": np.bool_}
+
+
+def session_options(threads: int | None = None, optimization: str = "all") -> ort.SessionOptions:
+    """Options for the runtime's sessions: `threads` intra-op threads (None: onnxruntime's default, one per
+    core), one inter-op thread (a step is a chain of ops), graph optimization `optimization` (OPTIMIZATION).
+
+    The memory pattern planner is off: the growing state gives every step new shapes, so a planned pattern is
+    never reused, only rebuilt. So is the CPU arena, which kept every size of state it had ever held: decoding
+    test_2016 at batch 64, beam 5 peaked at 470 MB of RSS with it and 352 MB without, and took no longer
+    (bench/runtime_memory.py)."""
+    if optimization not in OPTIMIZATION:
+        raise ValueError(f"graph optimization {optimization!r}: choose from {', '.join(OPTIMIZATION)}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = OPTIMIZATION[optimization]
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    options.enable_mem_pattern = False
+    options.enable_cpu_mem_arena = False
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def _to_values(arrays: Sequence[np.ndarray]) -> Values:
+    return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in arrays]
+
+
+class OrtStepper:
+    """Encoder, decoder step and state reorder sessions of one export, with their state in onnxruntime."""
+
+    def __init__(self, manifest: dict[str, Any], encoder: ort.InferenceSession, decoder: ort.InferenceSession,
+                 reorder: ort.InferenceSession) -> None:
+        self.encoder, self.decoder, self.reorder_session = encoder, decoder, reorder
+        self.enc_names, self.state_names = list(manifest["enc_tensors"]), list(manifest["state_tensors"])
+        self.in_types = {i.name: DTYPES[i.type] for s in (encoder, decoder) for i in s.get_inputs()}
+        self.next_names = ["next_" + n for n in self.state_names]
+        self.reordered = list(manifest["state_reorder"]["outputs"])
+        self.eos_id = int(manifest["special_ids"]["eos"])
+        self.vocab = int(manifest["config"]["tgt_vocab_size"])
+
+    def _run(self, session: ort.InferenceSession, arrays: dict[str, np.ndarray], values: dict[str, ort.OrtValue],
+             outputs: Sequence[str]) -> Values:
+        binding = session.io_binding()
+        arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}  # alive until the run is done
+        for name, array in arrays.items():
+            binding.bind_cpu_input(name, array)
+        for name, value in values.items():
+            binding.bind_ortvalue_input(name, value)
+        for name in outputs:
+            binding.bind_output(name, "cpu")
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Values, Values]:
+        """(encoder tensors, initial state) as OrtValues for ids [B, S] and lengths [B]."""
+        feeds = {"src": src.astype(self.in_types["src"]),
+                 "src_lengths": src_lengths.astype(self.in_types["src_lengths"])}
+        out = self._run(self.encoder, feeds, {}, [*self.enc_names, *self.state_names])
+        return out[: len(self.enc_names)], out[len(self.enc_names):]
+
+    def top_step(self, enc: Values, token: np.ndarray, state: Values, live: np.ndarray, last: np.ndarray,
+                 k: int | None) -> tuple[np.ndarray, np.ndarray | None, Values]:
+        """`export.search.TopStepFn`: the rows' k best (values, ids) from the graph's search head, with the rows
+        at their `last` step replaced by `forced`; k None (the first beam step only): the [N, V] candidates,
+        `export.search.candidates` of the log-probs."""
+        arrays = {"token": token.astype(self.in_types["token"]), "live": live.astype(np.float32),
+                  "k": np.array([k or 1], np.int64)}
+        values = dict(zip(self.enc_names, enc, strict=True)) | dict(zip(self.state_names, state, strict=True))
+        heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
+        out = self._run(self.decoder, arrays, values, [*heads, *self.next_names])
+        if k is None:
+            return candidates(out[0].numpy(), live, last, self.eos_id), None, out[1:]
+        top, ids = out[0].numpy(), out[1].numpy()
+        if last.any():
+            top[last], ids[last] = forced(out[2].numpy()[last, 0], live[last], k, self.eos_id, self.vocab)
+        return top, ids, out[3:]
+
+    def reorder(self, state: Values, rows: np.ndarray) -> Values:
+        """Row i of every state tensor from row rows[i] (beams repeated or reordered), in onnxruntime."""
+        values = dict(zip(self.state_names, state, strict=True))
+        return self._run(self.reorder_session, {"rows": rows.astype(np.int64)}, values, self.reordered)
+
+    @staticmethod
+    def take(enc: Values, rows: np.ndarray) -> Values:
+        """Row i of every encoder tensor from row rows[i]: beams made, finished sentences dropped. Through numpy:
+        a few times a search, not a step."""
+        return _to_values([np.take(v.numpy(), rows, axis=0) for v in enc])
+
+
+def forced(eos_values: np.ndarray, live: np.ndarray, k: int, eos_id: int,
+           vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best candidates of rows whose eos is forced, exactly as `top_k(candidates(...))` ranks them: every id
+    but eos scores live + NEG_INF, so after eos (live + its log-prob, `eos_values`) come the lowest other ids."""
+    n = len(live)
+    others = np.array([i for i in range(min(k + 1, vocab)) if i != eos_id][:k], np.int64)
+    ids = np.concatenate([np.full((n, 1), eos_id, np.int64), np.broadcast_to(others, (n, len(others)))], axis=1)
+    values = np.concatenate([eos_values.astype(np.float32)[:, None],
+                             np.broadcast_to((live.astype(np.float32) + NEG_INF)[:, None], (n, len(others)))], axis=1)
+    order = np.lexsort((ids, -values), axis=-1)[:, :k]
+    return np.take_along_axis(values, order, axis=1), np.take_along_axis(ids, order, axis=1)

@@ -1,0 +1,165 @@
+"""`python -m export.runtime`: the onnxruntime-only translator's command line, with `s2s-jax translate`'s input rules.
+
+    python -m export.runtime OUT "ein hund läuft ." [--beam 5 --alpha 0.6 --n-best 2]
+    python -m export.runtime OUT --input FILE [--batch-size 64] [--threads 1]
+    cat FILE | python -m export.runtime OUT
+
+Inputs as `translate` takes them: arguments, or `--input FILE` (UTF-8, one sentence a line; an empty line or
+bytes that are not UTF-8 are an error naming the line), or else stdin lines as they arrive (blank ones skipped),
+never both arguments and --input. Each bad input (a damaged export, a bad flag value, an unknown symbol, ...) is
+one line on stderr and exit code 2, never a traceback: deployment scripts read the line, not a stack. The file
+rules repeat s2s_jax/data/textfiles.py's `read_lines` and the stdin batching `s2s_jax/cli/translate.py`'s,
+because this runtime may not import s2s_jax; tests/export/test_runtime_cli.py holds them to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+from export.ort_step import OPTIMIZATION
+from export.text import TranslationError
+
+PROG = "python -m export.runtime"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like every other bad input here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(prog=PROG, description="Translate with an ONNX export (numpy + onnxruntime only).")
+    p.add_argument("out", help="export directory (model.json and the .onnx graphs)")
+    p.add_argument("texts", nargs="*", help="inputs to translate (default: --input FILE, else stdin lines)")
+    p.add_argument("--input", metavar="FILE", help="translate each line of FILE (UTF-8)")
+    p.add_argument("--beam", type=_positive, default=1, help="beam size (1: greedy)")
+    p.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent")
+    p.add_argument("--n-best", type=_positive, default=1, help="hypotheses per input, tab-separated (<= beam)")
+    p.add_argument("--max-len", type=_positive, default=None, help="most tokens to generate (default: model.json)")
+    p.add_argument("--batch-size", type=_positive, default=64, help="sentences decoded together")
+    p.add_argument("--threads", type=_positive, default=None, help="onnxruntime intra-op threads (default: cores)")
+    p.add_argument("--graph-optimization", choices=tuple(OPTIMIZATION), default="all",
+                   help="onnxruntime graph optimization level")
+    p.add_argument("--int8", action="store_true", help="use the int8 graphs of `--quantize int8`")
+    return p.parse_args(argv)
+
+
+def read_lines(path: str) -> list[str]:
+    """The lines of a UTF-8 file (gzip-compressed or not); a missing file, non-UTF-8 bytes or an empty line is a
+    TranslationError naming the file and line."""
+    try:
+        raw = Path(path).read_bytes()
+        if raw.startswith(b"\x1f\x8b"):  # gzip, told by its magic bytes as `translate` tells it
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise TranslationError(f"{path}: no such file") from None
+    except (OSError, EOFError) as e:
+        raise TranslationError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    chunks = raw.split(b"\n")
+    if chunks and chunks[-1] == b"":
+        chunks.pop()
+    lines = []
+    for number, chunk in enumerate(chunks, start=1):
+        try:
+            line = chunk.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            raise TranslationError(f"{path}:{number}: not UTF-8 (byte {chunk[e.start]:#04x} at column "
+                                   f"{e.start + 1}); convert the file to UTF-8, e.g. with iconv") from None
+        if not line.strip():
+            raise TranslationError(f"{path}:{number}: empty line; every line must hold a sentence (remove the "
+                                   "line or give it some text)")
+        lines.append(line)
+    if not lines:
+        raise TranslationError(f"{path}: no lines to translate")
+    return lines
+
+
+def stdin_batches(stream: Any, batch_size: int) -> Iterator[list[str]]:
+    """Non-blank lines of `stream` in batches of what has arrived (at most `batch_size`): a pipe gives full
+    batches, a terminal each answer as soon as its line is in. A reader thread does the blocking reads."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for line in stream:
+                lines.put(line.rstrip("\r\n"))
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=read, daemon=True, name="stdin").start()
+    ended = False
+    while not ended:
+        batch = []
+        line = lines.get()
+        while line is not None:
+            if line.strip():
+                batch.append(line.strip())
+            if len(batch) >= batch_size:
+                break
+            try:
+                line = lines.get(block=not batch)
+            except queue.Empty:
+                break
+        ended = line is None
+        if batch:
+            yield batch
+
+
+def _print(outputs: list[Any]) -> None:
+    for out in outputs:
+        print("\t".join(out) if isinstance(out, list) else out)
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.runtime import Translator
+
+    if args.texts and args.input:
+        raise TranslationError(f"give inputs as arguments or as --input {args.input}, not both")
+    if args.n_best > args.beam:
+        raise TranslationError(f"--n-best {args.n_best} must be <= --beam {args.beam}")
+    texts = list(args.texts) if args.texts else read_lines(args.input) if args.input else None
+    translator = Translator.load(args.out, int8=args.int8, threads=args.threads,
+                                 optimization=args.graph_optimization)
+    options = dict(beam=args.beam, max_len=args.max_len, alpha=args.alpha, batch_size=args.batch_size,
+                   n_best=args.n_best)
+    if texts is not None:
+        _print(translator.translate(texts, **options))
+        return 0
+    answered = 0
+    for batch in stdin_batches(sys.stdin, args.batch_size):
+        _print(translator.translate(batch, **options))
+        answered += len(batch)
+    if not answered:
+        raise TranslationError("nothing to translate: give inputs as arguments, --input FILE, or lines on stdin")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except TranslationError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
