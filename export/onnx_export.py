@@ -41,6 +41,7 @@ import io
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,12 @@ SAMPLE_STEPS = 2  # a growing state is traced after this many steps (torch.expor
 CHECK_SIZES = ((1, 1), (3, 9))  # sizes the exported graphs are run at against torch_ref
 CHECK_STEPS = 3
 CHECK_ATOL = CHECK_RTOL = 1e-4  # on log-probs; relative part for large trained models' large negative log-probs
+
+
+Progress = Callable[[str], Any] | None
+# what `progress` is told, in order (int8 only with --quantize int8)
+STAGES = ("reading the checkpoint", "tracing the model", "exporting the decoder step", "exporting the encoder",
+          "checking the graphs", "onnxruntime against torch_ref", "int8 quantization")
 
 
 def _sample_batch(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,8 +178,11 @@ def _advance(methods: graphs.StateMethods, enc: Any, state: Any, bos_id: int, st
     return state
 
 
-def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
-    """Write the graphs into `out`; return the graph part of model.json (names, axes, check errors)."""
+def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress = None) -> dict[str, Any]:
+    """Write the graphs into `out`; return the graph part of model.json (names, axes, check errors). `progress(s)`
+    is told each stage as it starts (`s2s-jax export`'s progress bar)."""
+    tell = progress or (lambda stage: None)
+    tell("tracing the model")
     reference = torch_ref.build_model(cfg)
     reference.load_state_dict(flax_to_torch(cfg, params), strict=True)
     reference.eval()
@@ -205,6 +215,7 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
         sample_state = pytree.tree_leaves(_advance(methods, enc_tree0, state_tree0, cfg.bos_id, SAMPLE_STEPS))
 
     # Decoder first, with every encoder tensor; the ones it never reads are dropped from both graphs.
+    tell("exporting the decoder step")
     token = torch.full((b0,), cfg.bos_id, dtype=torch.long)
     step_names = ["next_" + n for n in state_names]
     decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, growing)
@@ -223,11 +234,13 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
     step_heads.add_search_head(dec_proto, log_probs="log_probs", eos_id=cfg.eos_id)
     reorder_proto = step_heads.reorder_graph(dec_proto, state_names)
 
+    tell("exporting the encoder")
     encoder = graphs.EncoderGraph(model, keep, growing)
     src, lengths = _sample_batch(cfg, b0, s0, 0)
     enc_dynamic = {"src": {0: dims["batch"], 1: dims["src_len"]}, "src_lengths": {0: dims["batch"]}}
     enc_proto = _export(encoder, (src, lengths), enc_dynamic, ["src", "src_lengths"], [*kept_names, *state_names])
 
+    tell("checking the graphs")
     for proto, name in ((enc_proto, ENCODER_FILE), (dec_proto, DECODER_FILE), (reorder_proto, REORDER_FILE)):
         onnx.save_model(proto, out / name)
         onnx.checker.check_model(str(out / name), full_check=True)
@@ -247,6 +260,7 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path) -> dict[str, Any]:
                          for n in kept_names + state_names},
         "max_src_len": source_limit(reference, cfg),
     }
+    tell("onnxruntime against torch_ref")
     spec["check"] = check_against_torch(cfg, reference, out, spec)
     return spec
 
@@ -319,8 +333,9 @@ def _prepare_out(out: str | Path) -> Path:
 
 
 def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = None, preset: str | None = None,
-                 quantize: str | None = None) -> dict[str, Any]:
-    """Export `params` of `cfg` into `out`; `task` supplies vocab and tokenizer. Returns the manifest."""
+                 quantize: str | None = None, progress: Progress = None) -> dict[str, Any]:
+    """Export `params` of `cfg` into `out`; `task` supplies vocab and tokenizer. Returns the manifest. `progress`:
+    see `export_graphs` (STAGES lists the stages)."""
     record = family(cfg)  # an unknown family is a ConfigError naming the known ones
     if quantize not in (None, "int8"):
         raise UserError(f"--quantize {quantize!r}: only 'int8' is supported")
@@ -342,23 +357,27 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
     }
     if manifest["max_decode_steps"] is not None:
         manifest["max_decode_len"] = min(manifest["max_decode_len"], manifest["max_decode_steps"])
-    manifest.update(export_graphs(cfg, params, path))
+    manifest.update(export_graphs(cfg, params, path, progress))
     (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if quantize == "int8":
         from export.quantize import quantize_export
 
+        if progress:
+            progress("int8 quantization")
         manifest["int8"] = quantize_export(path)
     return manifest
 
 
 def export_workdir(workdir: str | Path, out: str | Path, quantize: str | None = None,
-                   which: str | int = "best") -> dict[str, Any]:
+                   which: str | int = "best", progress: Progress = None) -> dict[str, Any]:
     """`s2s-jax export`: a checkpoint ("best", "latest" or a step) of a training workdir -> an ONNX export in `out`."""
     from s2s_jax.run.workdir import load_run  # orbax only when a workdir is read
 
+    if progress:
+        progress("reading the checkpoint")
     run = load_run(workdir, which)
     return export_model(run.config.model, run.params, out, task=run.task, preset=run.config.preset or None,
-                        quantize=quantize)
+                        quantize=quantize, progress=progress)
 
 
 def describe(manifest: dict[str, Any], out: str | Path) -> str:

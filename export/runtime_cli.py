@@ -33,7 +33,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), like every other bad input here."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+        self.exit(2, f"{PROG}: error: {one_line(message)} (see --help)\n")
+
+
+def one_line(message: str) -> str:
+    """`message` with every character that breaks a line escaped (an input echoed in an error may hold any)."""
+    return "".join(c if len((c + "x").splitlines()) == 1 else repr(c)[1:-1] for c in str(message))
 
 
 def _positive(text: str) -> int:
@@ -60,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--graph-optimization", choices=tuple(OPTIMIZATION), default="all",
                    help="onnxruntime graph optimization level")
     p.add_argument("--int8", action="store_true", help="use the int8 graphs of `--quantize int8`")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # OUT --beam 5 "text": inputs may follow the flags
 
 
 def read_lines(path: str) -> list[str]:
@@ -161,5 +166,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except TranslationError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from s2s_jax import __version__
 from s2s_jax.cli import importing, tools, train, translate
+from s2s_jax.errors import one_line
 from s2s_jax.run.config import BEST_METRICS, PRECISIONS, RECIPES
 from s2s_jax.training.schedules import SCHEDULES
 
@@ -22,7 +23,7 @@ class OneLineParser(argparse.ArgumentParser):
     prints the whole usage first). `--help` still shows the usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def checkpoint_choice(text: str) -> str | int:

@@ -39,7 +39,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         from export.onnx_export import describe, export_workdir
 
-    print(describe(export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint), args.out))
+    if args.format == "ctranslate2":
+        manifest = export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint)
+    else:
+        from export.onnx_export import STAGES
+        from s2s_jax.training.logs import progress_bar
+
+        stages = len(STAGES) - (args.quantize is None)
+        with progress_bar(stages, "export", "stage") as bar:
+            def tell(stage: str) -> None:
+                bar.set_description(f"export: {stage}")
+                bar.update(1)
+
+            manifest = export_workdir(args.workdir, args.out, args.quantize, which=args.checkpoint, progress=tell)
+    print(describe(manifest, args.out))
     return 0
 
 

@@ -52,6 +52,8 @@ class TrainResult:
     # was resumed already finished
     stopped: str = ""
     train_log: list[dict[str, float]] = dataclasses.field(default_factory=list)  # this call's train.jsonl records
+    # (step, started, ended) of this call's held-out evaluations, in seconds from the start of the run's clock
+    evaluations: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
 
 
 def train_loop(
@@ -105,6 +107,7 @@ def train_loop(
         runlog.line(f"nothing to do: {path} is already trained to step {start}")
     done = start  # the last step whose update is in `state`
     single, signalled = jax.process_count() == 1, False
+    evaluations: list[tuple[int, float, float]] = []
     with Interrupts() as interrupts:
         try:
             for step in range(start + 1, tc.steps + 1):
@@ -140,6 +143,7 @@ def train_loop(
                     record = {"step": step, **(validate(params) if validate else {}),
                               "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
                     budget.evaluated(time.perf_counter() - tick)
+                    evaluations.append((step, tick - begin, time.perf_counter() - begin))
                     em = record.get("exact_match", em)
                     stop_early = stopper.update(step, record)
                     runlog.eval(record)
@@ -173,7 +177,7 @@ def train_loop(
     if path is not None and stopped not in ("done",) and not stopped.startswith("interrupted"):
         runlog.line(f"saved to {path}")
     return TrainResult(state=state, exact_match=em, history=runlog.history, seconds=time.perf_counter() - begin,
-                       stopped=stopped, train_log=runlog.train_records)
+                       stopped=stopped, train_log=runlog.train_records, evaluations=evaluations)
 
 
 def _save_interrupted(name: str, step: int, state: TrainState, meter: _Meter, runlog: RunLog, tc: TrainConfig,

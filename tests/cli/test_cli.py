@@ -72,7 +72,7 @@ def test_translate_checkpoint_choice(workdir, capsys):
                     "no checkpoint of step 7; kept steps: 10, 20")
     with pytest.raises(SystemExit) as e:
         main(["translate", "--workdir", str(workdir), "--checkpoint", "newest", "1+2"])
-    assert e.value.code == 2 and "not best, latest or a step number" in capsys.readouterr().err
+    assert e.value.code == 2 and "not best, latest, a step number, ema[:STEP] or averaged" in capsys.readouterr().err
 
 
 def test_presets_lists_names(capsys):

@@ -36,12 +36,37 @@ def test_parity_verb_unknown_key_is_exit_2(capsys):
     assert "unknown model config key" in capsys.readouterr().err
 
 
-def test_export_verb_matches_translate(tmp_path, capfd):
+class _Bar:
+    """Stands in for the progress bar (shown only on a terminal) to record what export tells it."""
+
+    def __init__(self, total, desc, unit, **kw):
+        self.total, self.stages, self.done = total, [], 0
+
+    def __enter__(self):
+        _Bar.last = self
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_description(self, text):
+        self.stages.append(text.removeprefix("export: "))
+
+    def update(self, n):
+        self.done += n
+
+
+def test_export_verb_matches_translate(tmp_path, capfd, monkeypatch):
+    from export.onnx_export import STAGES
+    from s2s_jax.training import logs
+
     run, out = tmp_path / "run", tmp_path / "onnx"
     assert main(["train", "--preset", "addition-gru", "--workdir", str(run), "--steps", "30", "--batch-size", "16",
                  "--eval-every", "30", "--set", "emb_dim=8", "--set", "hid_dim=8"]) == 0
     capfd.readouterr()
+    monkeypatch.setattr(logs, "progress_bar", _Bar)
     assert main(["export", "--workdir", str(run), "--out", str(out)]) == 0
+    assert _Bar.last.stages == list(STAGES[:-1]) and _Bar.last.done == _Bar.last.total  # every stage, in order
     assert {"encoder.onnx", "decoder_step.onnx", "model.json"} <= {p.name for p in out.iterdir()}
     err = capfd.readouterr().err  # file-descriptor level: torch's own log handlers write there
     assert "torchvision" not in err and "Warning" not in err and "read only" not in err, err

@@ -230,3 +230,8 @@ def test_out_of_memory_and_ctrl_c_outside_training(workdir, capsys, monkeypatch)
     monkeypatch.setattr(Translator, "translate", interrupted)
     assert main(["translate", "--workdir", str(workdir), "1+2"]) == 130
     assert capsys.readouterr().err == "s2s-jax translate: interrupted\n"
+
+
+def test_an_echoed_line_separator_does_not_break_the_line(workdir, capsys):
+    err = _error(capsys, ["translate", "--workdir", str(workdir), "x\u2028y"])
+    assert "\\u2028" in err

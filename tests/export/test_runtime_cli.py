@@ -124,3 +124,41 @@ def test_damaged_export_is_one_line_and_exit_2(export_dir, tmp_path, capsys, mon
                                                expected):
     out = _damaged(export_dir[1], tmp_path / "damaged", how)
     _one_error_line(*run_cli([out, "12+3"], capsys, monkeypatch), expected)
+
+
+# ---- hypothesis: random flag values and inputs (the s2s-jax verbs' version is tests/cli/test_fuzz_cli.py) -------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.cli.test_fuzz_cli import INT, NUMBER, SCALE, TEXT  # noqa: E402
+
+RUNTIME_FLAGS = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["--beam", "--n-best", "--max-len", "--batch-size", "--threads"]), INT),
+    st.tuples(st.just("--alpha"), NUMBER),
+    st.tuples(st.just("--graph-optimization"), st.sampled_from(["all", "basic", "none", "extended", "max"])),
+    st.tuples(st.just("--input"), st.sampled_from(["/nonexistent", "/"])),
+    st.tuples(st.just("--int8")),
+), max_size=4)
+
+
+@settings(max_examples=max(1, int(25 * SCALE)), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(flags=RUNTIME_FLAGS, inputs=st.lists(st.one_of(TEXT, st.sampled_from(["1+2", "99+99", "1+"])), min_size=1,
+                                            max_size=3))
+def test_random_flags_and_inputs_are_success_or_one_line(export_dir, capsys, monkeypatch, flags,  # noqa: F811
+                                                         inputs):
+    argv = [str(export_dir[1]), *[part for f in flags for part in f], "--", *inputs]
+    code, _, err = run_cli(argv, capsys, monkeypatch)
+    assert code in (0, 2), (argv, code, err)
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+
+
+def test_inputs_may_follow_the_flags_and_errors_stay_one_line(export_dir, capsys, monkeypatch):  # noqa: F811
+    """What the fuzzing above found: `OUT --beam 2 TEXT` (README's own order) was refused, and an echoed input
+    holding a line separator (U+0085) broke the one-line error in two."""
+    out = export_dir[1]
+    code, stdout, err = run_cli([out, "--beam", "2", "1+2"], capsys, monkeypatch)
+    assert (code, err) == (0, "") and stdout.splitlines() == Translator.load(out).translate(["1+2"], beam=2)
+    code, _, err = run_cli([out, "--bogus", "\x85"], capsys, monkeypatch)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "\\x85" in err
