@@ -197,7 +197,7 @@ def test_offline_multi30k_without_manual_dir_fails_at_once(tmp_path, capsys, mon
     assert time.monotonic() - start < 60
 
 
-@pytest.mark.parametrize("extra, message", [  # what the CLI fuzz test (test_fuzz_cli.py) found
+@pytest.mark.parametrize("extra, message", [  # what the CLI fuzz test (test_fuzz_cli.py) found, and its kin
     (["--beam", "4294967296"], "decoding: beam=4294967296 is too large"),
     (["--beam", "15"], "beam=15 is more than the 14 tokens of the target vocabulary"),
     (["--seed", "99999999999999"], "decoding: seed=99999999999999 is too large"),
