@@ -195,7 +195,13 @@ class Translator:
 
     def translate(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
                   batch_size: int = 32, n_best: int = 1) -> list[str] | list[list[str]]:
-        """Translate `texts` (all checked before any is decoded); n_best > 1 gives a list per text, best first.
+        """Translate `texts`; n_best > 1 gives a list per text, best first (see `hypotheses`)."""
+        hyps = self.hypotheses(texts, beam=beam, max_len=max_len, alpha=alpha, batch_size=batch_size, n_best=n_best)
+        return [[t for t, _ in h] if n_best > 1 else h[0][0] for h in hyps]
+
+    def hypotheses(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
+                   batch_size: int = 32, n_best: int = 1) -> list[list[tuple[str, float]]]:
+        """The `n_best` best (text, search score) of each of `texts` (all checked before any is decoded).
 
         Text exports bound each row by the task's a * source_length + b tokens (and by `max_len` if given), as
         `s2s-jax translate` does; rows never influence each other, so chunking (longest first, to pad little)
@@ -221,8 +227,8 @@ class Translator:
                 row_max_len = np.minimum(row_max_len, min(caps)) if caps else row_max_len
             out = self.search(src, lengths, beam=beam, max_len=max_len, alpha=alpha, row_max_len=row_max_len)
             for j, i in enumerate(picked):
-                hyps = [self.tokenizer.decode(out.tokens[j, k]) for k in range(n_best)]
-                results[i] = hyps if n_best > 1 else hyps[0]
+                results[i] = [(self.tokenizer.decode(out.tokens[j, k]), float(out.scores[j, k]))
+                              for k in range(n_best)]
         return results
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import queue
 import sys
 import threading
@@ -65,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--graph-optimization", choices=tuple(OPTIMIZATION), default="all",
                    help="onnxruntime graph optimization level")
     p.add_argument("--int8", action="store_true", help="use the int8 graphs of `--quantize int8`")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text",
+                   help="jsonl: one JSON object per input: input, hypotheses [{text, score}] (as s2s-jax translate)")
     return p.parse_intermixed_args(argv)  # OUT --beam 5 "text": inputs may follow the flags
 
 
@@ -131,9 +134,15 @@ def stdin_batches(stream: Any, batch_size: int) -> Iterator[list[str]]:
             yield batch
 
 
-def _print(outputs: list[Any]) -> None:
-    for out in outputs:
-        print("\t".join(out) if isinstance(out, list) else out)
+def _print(translator: Any, texts: list[str], options: dict[str, Any], form: str) -> None:
+    """One line per input: the best text, the n best tab-separated, or JSON with scores (`--format jsonl`, the
+    same objects as `s2s-jax translate --format jsonl`)."""
+    for text, hyps in zip(texts, translator.hypotheses(texts, **options), strict=True):
+        if form == "jsonl":
+            print(json.dumps({"input": text, "hypotheses": [{"text": t, "score": round(s, 6)} for t, s in hyps]},
+                             ensure_ascii=False))
+        else:
+            print("\t".join(t for t, _ in hyps))
     sys.stdout.flush()
 
 
@@ -150,11 +159,11 @@ def run(args: argparse.Namespace) -> int:
     options = dict(beam=args.beam, max_len=args.max_len, alpha=args.alpha, batch_size=args.batch_size,
                    n_best=args.n_best)
     if texts is not None:
-        _print(translator.translate(texts, **options))
+        _print(translator, texts, options, args.format)
         return 0
     answered = 0
     for batch in stdin_batches(sys.stdin, args.batch_size):
-        _print(translator.translate(batch, **options))
+        _print(translator, batch, options, args.format)
         answered += len(batch)
     if not answered:
         raise TranslationError("nothing to translate: give inputs as arguments, --input FILE, or lines on stdin")

@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="inputs such as 12+35 (default: --input FILE, else stdin lines)")
     p.add_argument("--input", metavar="FILE", help="translate each line of FILE (UTF-8)")
     add_decode_args(p)
+    p.add_argument("--n-best", type=int, default=1, metavar="N", help="print the N best hypotheses of the beam "
+                                                                     "(tab-separated, best first; N <= --beam)")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text",
+                   help="jsonl: one JSON object per input: input, hypotheses [{text, score}] (the search's "
+                        "length-penalised log-prob), as `python -m export.runtime --format jsonl`")
     p.add_argument("--plot-attention", metavar="PNG",
                    help="write a heatmap of the attention weights (exactly one input, greedy; families with "
                         "attention weights)")

@@ -71,13 +71,26 @@ def stdin_batches(stream: Any, batch_size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _print_stream(translator: Any, opts: Any, batch_size: int) -> int:
-    """Translate stdin as it arrives, one answer per non-blank line (blank lines are skipped)."""
-    answered = 0
-    for batch in stdin_batches(sys.stdin, batch_size):
-        texts = [t.strip() for t in batch if t.strip()]
+def _print_answers(translator: Any, texts: list[str], opts: Any, args: argparse.Namespace) -> None:
+    """Plain text (the best, or the n best tab-separated) or JSON lines with scores, one line per input."""
+    if args.format == "text" and args.n_best == 1:
         for line in translator.translate(texts, opts):
             print(line)
+        return
+    for text, hyps in zip(texts, translator.hypotheses(texts, opts, args.n_best), strict=True):
+        if args.format == "jsonl":
+            print(json.dumps({"input": text, "hypotheses": [{"text": t, "score": round(s, 6)} for t, s in hyps]},
+                             ensure_ascii=False))
+        else:
+            print("\t".join(t for t, _ in hyps))
+
+
+def _print_stream(translator: Any, opts: Any, args: argparse.Namespace) -> int:
+    """Translate stdin as it arrives, one answer per non-blank line (blank lines are skipped)."""
+    answered = 0
+    for batch in stdin_batches(sys.stdin, args.batch_size):
+        texts = [t.strip() for t in batch if t.strip()]
+        _print_answers(translator, texts, opts, args)
         sys.stdout.flush()
         answered += len(texts)
     if not answered:
@@ -93,13 +106,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
     opts = decode_options(args, run.config.decoding)
     translator = Translator(run.config.model, run.params, run.task, args.batch_size)
     translator.check(opts)  # before reading any input
+    if not 1 <= args.n_best <= opts.beam:
+        raise UserError(f"--n-best {args.n_best} must be between 1 and the beam ({opts.beam}; give --beam)")
     if args.plot_attention:
         return _translate_and_plot(args, run, translator, opts)
     texts = _read_inputs(args)
     if texts is None:
-        return _print_stream(translator, opts, args.batch_size)
-    for line in translator.translate(texts, opts):
-        print(line)
+        return _print_stream(translator, opts, args)
+    _print_answers(translator, texts, opts, args)
     return 0
 
 

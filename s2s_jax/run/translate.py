@@ -38,13 +38,13 @@ GREEDY = DecodeOptions()  # the default: beam 1
 @functools.lru_cache(maxsize=8)
 def _decoder(cfg: ModelConfig) -> Callable:
     """`search` over `cfg`'s model, jitted, shared by every Translator of that config (compile once per shape and
-    static options). Returns (tokens [B, L], lengths [B], scores [B]) of the best hypothesis."""
+    static options). Returns (tokens [B, K, L], lengths [B, K], scores [B, K]), best first (K = beam)."""
     model = build_model(cfg)
 
     def decode(params, src, src_lengths, limits, key, *, max_len, beam, alpha, temperature, top_k):
         r = decode_source(model, params, src, src_lengths, max_len=max_len, beam=beam, alpha=alpha,
                           row_max_len=limits, temperature=temperature, top_k=top_k, key=key)
-        return r.tokens[:, 0], r.lengths[:, 0], r.scores[:, 0]
+        return r.tokens, r.lengths, r.scores
 
     return jax.jit(decode, static_argnames=("max_len", "beam", "alpha", "temperature", "top_k"))
 
@@ -124,9 +124,14 @@ class Translator:
                             f"most {vocab} (0: all)")
 
     def decode_chunk(self, c: Chunk, opts: DecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk of `chunks`: (tokens [B, L], lengths [B] through eos, scores [B]) for all its rows.
+        """One chunk of `chunks`: (tokens [B, L], lengths [B] through eos, scores [B]) of the best hypothesis of
+        each of its rows (`decode_chunk_beams` gives them all)."""
+        tokens, lengths, scores = self.decode_chunk_beams(c, opts)
+        return tokens[:, 0], lengths[:, 0], scores[:, 0]
 
-        Greedy and sampling are `search` at beam 1 (greedy: temperature 0), beam search at `opts.beam`."""
+    def decode_chunk_beams(self, c: Chunk, opts: DecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens [B, K, L], lengths [B, K], scores [B, K]) of a chunk, best first (K = opts.beam). Greedy and
+        sampling are `search` at beam 1 (greedy: temperature 0), beam search at `opts.beam`."""
         sample, beam = opts.sample, opts.beam
         key = jax.random.fold_in(jax.random.key(opts.seed), c.start)
         out = self._decode(self.params, c.src, c.src_lengths, c.limits, key, max_len=c.max_len, beam=beam,
@@ -153,6 +158,22 @@ class Translator:
             if progress is not None:
                 progress(c.real)
         return outputs, scores  # type: ignore[return-value]
+
+    def hypotheses(self, texts: Sequence[str], opts: DecodeOptions = GREEDY,
+                   n_best: int = 1) -> list[list[tuple[str, float]]]:
+        """The `n_best` best (text, score) of each input, best first (n_best <= beam); the scores are the search's,
+        as `translate --n-best/--format jsonl` and the ONNX runtime print them."""
+        if not 1 <= n_best <= opts.beam:
+            raise UserError(f"n_best={n_best} must be between 1 and the beam ({opts.beam})")
+        self.check(opts)
+        src, src_lengths = self.task.encode_inputs(list(texts))
+        out: list[list[tuple[str, float]]] = [[] for _ in texts]
+        for c in self.chunks(src, src_lengths):
+            tokens, lengths, scores = self.decode_chunk_beams(c, opts)
+            for j in range(c.real):
+                out[c.rows[j]] = [(self.task.decode_output(tokens[j, k, : lengths[j, k]]), float(scores[j, k]))
+                                  for k in range(n_best)]
+        return out
 
     def translate(self, texts: Sequence[str], opts: DecodeOptions = GREEDY,
                   progress: Callable[[int], Any] | None = None) -> list[str]:

@@ -101,3 +101,35 @@ def test_library_never_imports_torch(tmp_path, argv):
     result = subprocess.run([sys.executable, "-m", "s2s_jax.cli", *argv], cwd=REPO, env=env, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_n_best_with_scores_the_same_in_jax_and_the_runtime(tmp_path, capsys):
+    """`--n-best 3 --format jsonl`: the same hypotheses and scores from `s2s-jax translate` and the ONNX runtime,
+    and the same at batch 1 as in one batch of 17 inputs of mixed lengths."""
+    from export.runtime_cli import main as runtime
+
+    run, out = tmp_path / "run", tmp_path / "onnx"
+    assert main(["train", "--preset", "addition-attn", "--workdir", str(run), "--steps", "40", "--batch-size", "16",
+                 "--eval-every", "0", "--set", "emb_dim=8", "--set", "hid_dim=8", "--no-progress"]) == 0
+    assert main(["export", "--workdir", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    inputs = [f"{a}+{b}" for a, b in zip(range(0, 99, 6), range(99, 0, -6), strict=False)][:17]
+    flags = ["--beam", "3", "--n-best", "3", "--format", "jsonl", "--alpha", "0.6"]
+    got = {}
+    for name, argv in (("jax", ["translate", "--workdir", str(run), *flags, *inputs]),
+                       ("jax_b1", ["translate", "--workdir", str(run), *flags, "--batch-size", "1", *inputs])):
+        assert main(argv) == 0
+        got[name] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert runtime([str(out), *flags, *inputs]) == 0
+    got["ort"] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in got["jax"]] == inputs and all(len(r["hypotheses"]) == 3 for r in got["jax"])
+    for other in ("jax_b1", "ort"):
+        for a, b in zip(got["jax"], got[other], strict=True):
+            assert [h["text"] for h in a["hypotheses"]] == [h["text"] for h in b["hypotheses"]], other
+            for ha, hb in zip(a["hypotheses"], b["hypotheses"], strict=True):
+                assert abs(ha["score"] - hb["score"]) <= 1e-4, (other, ha, hb)
+    scores = [h["score"] for r in got["jax"] for h in r["hypotheses"]]
+    assert all(s <= 0 for s in scores) and all(
+        r["hypotheses"][0]["score"] >= r["hypotheses"][-1]["score"] for r in got["jax"])  # best first
+    assert main(["translate", "--workdir", str(run), "--n-best", "2", "1+2"]) == 2  # n-best needs a beam
+    assert "--n-best 2 must be between 1 and the beam (1" in capsys.readouterr().err
