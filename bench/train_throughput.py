@@ -17,7 +17,10 @@ to show it):
   its column is the first step on each batch width, compilation included. A
   model torch cannot compile gets the error in its cells instead of numbers.
 All run in train mode (dropout on). torch uses one thread per core unless
-`--torch-threads` says otherwise; XLA uses all cores.
+`--torch-threads` says otherwise; XLA uses all cores. `--threads N` gives both frameworks N: the
+process is pinned to the first N cores (sched_setaffinity, before JAX starts: XLA sizes its
+thread pool from the cores it may run on) and torch gets N intra-op threads, so `--threads 1` is
+the one-core comparison without an outer `taskset`.
 
 Batches: Multi30k's real sentence lengths (train, lc.norm.tok) cut by the
 trainer's own bucketing, random token ids over `--vocab` (see bench/batches.py).
@@ -46,10 +49,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import torch
+
+def _pin_threads(argv: list[str]) -> int | None:
+    """`--threads N` acts before JAX and torch start: XLA reads the affinity mask once, when it creates its pool."""
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--threads=") else argv[i + 1] if a == "--threads" and \
+            i + 1 < len(argv) else None
+        if value is not None:
+            n = int(value)
+            cores = sorted(os.sched_getaffinity(0))[:n]
+            os.sched_setaffinity(0, cores)
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                       f" --xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
+                                       f" intra_op_parallelism_threads={n}").strip()
+            return n
+    return None
+
+
+PINNED = _pin_threads(sys.argv[1:])
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--torch-threads", type=int, default=os.cpu_count(),
                    help="torch intra-op threads (default: one per core, as XLA uses)")
+    p.add_argument("--threads", type=int, help="both frameworks on the first N cores, torch with N threads")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n float32 matmul peak measurement")
     return p.parse_args(argv)
@@ -256,11 +279,14 @@ def verdict(rows: list[Row]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.torch_threads)
+    torch.set_num_threads(args.threads or args.torch_threads)
+    if args.threads and PINNED != args.threads:
+        raise SystemExit("--threads must be given on the command line (it pins the process before JAX starts)")
     src_lang, tgt_lang = args.langs.split("-")
     lengths = multi30k_lengths(args.manual_dir, src_lang, tgt_lang)
     print(machine_line())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; process on cores "
+          f"{sorted(os.sched_getaffinity(0))}")
     jax_peak, torch_peak = jax_matmul_gflops(args.matmul_size), torch_matmul_gflops(args.matmul_size)
     peak = max(jax_peak, torch_peak)
     print(f"float32 matmul {args.matmul_size}^2: JAX {jax_peak:.1f} GFLOP/s, torch {torch_peak:.1f} GFLOP/s "
