@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import queue
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from export.lines import one_line, stdin_batches
 from export.ort_step import OPTIMIZATION
 from export.text import TranslationError
 
@@ -35,11 +33,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{PROG}: error: {one_line(message)} (see --help)\n")
-
-
-def one_line(message: str) -> str:
-    """`message` with every character that breaks a line escaped (an input echoed in an error may hold any)."""
-    return "".join(c if len((c + "x").splitlines()) == 1 else repr(c)[1:-1] for c in str(message))
 
 
 def _positive(text: str) -> int:
@@ -101,37 +94,6 @@ def read_lines(path: str) -> list[str]:
     if not lines:
         raise TranslationError(f"{path}: no lines to translate")
     return lines
-
-
-def stdin_batches(stream: Any, batch_size: int) -> Iterator[list[str]]:
-    """Non-blank lines of `stream` in batches of what has arrived (at most `batch_size`): a pipe gives full
-    batches, a terminal each answer as soon as its line is in. A reader thread does the blocking reads."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        try:
-            for line in stream:
-                lines.put(line.rstrip("\r\n"))
-        finally:
-            lines.put(None)
-
-    threading.Thread(target=read, daemon=True, name="stdin").start()
-    ended = False
-    while not ended:
-        batch = []
-        line = lines.get()
-        while line is not None:
-            if line.strip():
-                batch.append(line.strip())
-            if len(batch) >= batch_size:
-                break
-            try:
-                line = lines.get(block=not batch)
-            except queue.Empty:
-                break
-        ended = line is None
-        if batch:
-            yield batch
 
 
 def _print(translator: Any, texts: list[str], options: dict[str, Any], form: str) -> None:

@@ -13,9 +13,3 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """A config key or value is wrong; the message names it and lists what is valid."""
-
-
-def one_line(message: object) -> str:
-    """`message` with every character that would break the line escaped: errors echo user input, which may hold
-    newlines, U+2028 or the like, and the CLI promises one line."""
-    return "".join(c if len((c + "x").splitlines()) == 1 else repr(c)[1:-1] for c in str(message))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from s2s_jax.cli.cache import enable_compilation_cache
 from s2s_jax.cli.parser import build_parser
-from s2s_jax.errors import UserError, one_line
+from s2s_jax.errors import UserError
 
 USAGE_ERROR = 2
 COMPILING_VERBS = ("train", "translate", "evaluate")  # the verbs that jit-compile; see cli/cache.py
@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             enable_compilation_cache()
         return args.func(args)
     except UserError as e:  # ConfigError included
+        from export.lines import one_line  # messages echo user input, which may hold line breaks
+
         print(f"s2s-jax {args.verb}: error: {one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
     except BrokenPipeError:  # `s2s-jax translate ... | head`: the reader has gone, nothing to report

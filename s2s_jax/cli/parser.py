@@ -13,7 +13,6 @@ from typing import NoReturn
 
 from s2s_jax import __version__
 from s2s_jax.cli import importing, tools, train, translate
-from s2s_jax.errors import one_line
 from s2s_jax.run.config import BEST_METRICS, PRECISIONS, RECIPES
 from s2s_jax.training.schedules import SCHEDULES
 
@@ -23,6 +22,8 @@ class OneLineParser(argparse.ArgumentParser):
     prints the whole usage first). `--help` still shows the usage."""
 
     def error(self, message: str) -> NoReturn:
+        from export.lines import one_line
+
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 

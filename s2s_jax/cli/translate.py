@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,37 +37,6 @@ def _read_inputs(args: argparse.Namespace) -> list[str] | None:
     return None
 
 
-def stdin_batches(stream: Any, batch_size: int) -> Iterator[list[str]]:
-    """Lines of `stream` in batches of what has arrived: waits for one line, then takes every line already read
-    (at most `batch_size`). A file or a fast pipe gives full batches; a terminal or a slow writer gets each answer
-    as soon as its line is in (as `fairseq-interactive` does). A reader thread does the blocking reads."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        try:
-            for line in stream:
-                lines.put(line.rstrip("\r\n"))
-        finally:
-            lines.put(None)
-
-    threading.Thread(target=read, daemon=True, name="stdin").start()
-    while True:
-        first = lines.get()
-        if first is None:
-            return
-        batch = [first]
-        while len(batch) < batch_size:
-            try:
-                line = lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is None:
-                yield batch
-                return
-            batch.append(line)
-        yield batch
-
-
 def _print_answers(translator: Any, texts: list[str], opts: Any, args: argparse.Namespace) -> None:
     """Plain text (the best, or the n best tab-separated) or JSON lines with scores, one line per input."""
     if args.format == "text" and args.n_best == 1:
@@ -87,9 +53,10 @@ def _print_answers(translator: Any, texts: list[str], opts: Any, args: argparse.
 
 def _print_stream(translator: Any, opts: Any, args: argparse.Namespace) -> int:
     """Translate stdin as it arrives, one answer per non-blank line (blank lines are skipped)."""
+    from export.lines import stdin_batches  # standard library only; the runtime's CLI streams the same way
+
     answered = 0
-    for batch in stdin_batches(sys.stdin, args.batch_size):
-        texts = [t.strip() for t in batch if t.strip()]
+    for texts in stdin_batches(sys.stdin, args.batch_size):  # stripped, blank lines skipped
         _print_answers(translator, texts, opts, args)
         sys.stdout.flush()
         answered += len(texts)

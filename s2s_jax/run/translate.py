@@ -150,14 +150,19 @@ class Translator:
         self.check(opts)
         outputs: list[np.ndarray | None] = [None] * len(src)
         scores = np.zeros(len(src), np.float32)
+        for row, tokens, lengths, row_scores in self._rows(src, src_lengths, opts, progress):
+            outputs[row], scores[row] = tokens[0, : lengths[0]], row_scores[0]
+        return outputs, scores  # type: ignore[return-value]
+
+    def _rows(self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions,
+              progress: Callable[[int], Any] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(input row, tokens [K, L], lengths [K], scores [K]) of every real row, chunk by chunk, best first."""
         for c in self.chunks(src, src_lengths):
-            t, length, sc = self.decode_chunk(c, opts)
+            tokens, lengths, scores = self.decode_chunk_beams(c, opts)
             for j in range(c.real):
-                outputs[c.rows[j]] = t[j, : length[j]]
-                scores[c.rows[j]] = sc[j]
+                yield int(c.rows[j]), tokens[j], lengths[j], scores[j]
             if progress is not None:
                 progress(c.real)
-        return outputs, scores  # type: ignore[return-value]
 
     def hypotheses(self, texts: Sequence[str], opts: DecodeOptions = GREEDY,
                    n_best: int = 1) -> list[list[tuple[str, float]]]:
@@ -168,11 +173,8 @@ class Translator:
         self.check(opts)
         src, src_lengths = self.task.encode_inputs(list(texts))
         out: list[list[tuple[str, float]]] = [[] for _ in texts]
-        for c in self.chunks(src, src_lengths):
-            tokens, lengths, scores = self.decode_chunk_beams(c, opts)
-            for j in range(c.real):
-                out[c.rows[j]] = [(self.task.decode_output(tokens[j, k, : lengths[j, k]]), float(scores[j, k]))
-                                  for k in range(n_best)]
+        for row, tokens, lengths, scores in self._rows(src, src_lengths, opts):
+            out[row] = [(self.task.decode_output(tokens[k, : lengths[k]]), float(scores[k])) for k in range(n_best)]
         return out
 
     def translate(self, texts: Sequence[str], opts: DecodeOptions = GREEDY,

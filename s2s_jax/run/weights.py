@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from s2s_jax.errors import UserError
-from s2s_jax.training.checkpoint import CHECKPOINT_DIR, file_manifest, read_manifest, select_step
+from s2s_jax.training.checkpoint import CHECKPOINT_DIR, file_manifest, read_manifest, select_step, short_error
 from s2s_jax.training.locks import reading_checkpoints
 
 AVERAGED_DIR = "averaged"
@@ -74,7 +74,7 @@ def read_item(step_dir: Path, item: str, abstract: Any, *, by_name: bool = True)
         try:
             saved = handler.metadata(where)
         except (ValueError, KeyError, FileNotFoundError) as e:
-            raise UserError(f"checkpoint {step_dir} is unreadable ({_short(e)})") from None
+            raise UserError(f"checkpoint {step_dir} is unreadable ({short_error(e)})") from None
         saved = saved.tree if hasattr(saved, "tree") else saved
         bad = _shape_mismatches(saved, abstract) if by_name else _shapes_in_order(saved, abstract)
         if bad:
@@ -82,7 +82,7 @@ def read_item(step_dir: Path, item: str, abstract: Any, *, by_name: bool = True)
         try:
             return handler.restore(where, args=ocp.args.StandardRestore(abstract))
         except (ValueError, KeyError, FileNotFoundError) as e:
-            raise UserError(f"checkpoint {step_dir} is unreadable ({_short(e)})") from None
+            raise UserError(f"checkpoint {step_dir} is unreadable ({short_error(e)})") from None
     finally:
         handler.close()
 
@@ -199,8 +199,3 @@ def _shapes_in_order(saved: Any, expected: Any) -> list[str]:
     want = [tuple(x.shape) for x in jax.tree.leaves(expected)]
     return [] if have == want else [f"{len(have)} arrays of shapes {have[:3]}..., the run's optimizer needs "
                                     f"{len(want)} of {want[:3]}..."]
-
-
-def _short(e: Exception) -> str:
-    """An orbax / tensorstore error in one line, without its long spec dump."""
-    return f"{type(e).__name__}: {str(e).split(' [tensorstore_spec')[0][:300]}".replace("\n", " ")

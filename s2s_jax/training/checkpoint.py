@@ -231,9 +231,8 @@ class Checkpoints:
                 meta=MetaRestore(),
             ))
         except (ValueError, KeyError, FileNotFoundError) as e:
-            msg = str(e).split(" [tensorstore_spec")[0][:300]
             raise UserError(f"checkpoint {self.root / str(step)} cannot be restored into this "
-                            f"run ({type(e).__name__}: {msg})") from None
+                            f"run ({short_error(e)})") from None
         return out["params"], out["opt_state"], dict(out["meta"])
 
     def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
@@ -270,6 +269,11 @@ class Checkpoints:
         """Wait for the last save, record it in the manifest, and delete what is no longer kept."""
         self._finish_pending(wait=True)
         self.mngr.close()
+
+
+def short_error(e: Exception) -> str:
+    """An orbax / tensorstore error in one line, without its long spec dump."""
+    return f"{type(e).__name__}: {str(e).split(' [tensorstore_spec')[0][:300]}".replace("\n", " ")
 
 
 def rng_to_json(rng: Any) -> list[int]:

@@ -80,13 +80,8 @@ class RunLog:
             self.history = truncate_after(self.workdir / METRICS_FILE, start_step)
             truncate_after(self.workdir / TRAIN_LOG_FILE, start_step)
             self._tb = _tensorboard(self.workdir / TB_DIR, start_step)
-        self.bar = None
-        if primary and progress:
-            from tqdm.auto import tqdm
-
-            # disable=None: no bar when stderr is not a terminal (logs, CI, tests)
-            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, disable=None,
-                            file=sys.stderr)
+        self.bar = progress_bar(total_steps, "", "step", initial=start_step, leave=True) if primary and progress \
+            else None
 
     def line(self, text: str) -> None:
         if not self.primary:
@@ -133,13 +128,14 @@ class RunLog:
             self._tb.close()
 
 
-def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True) -> Any:
-    """A tqdm bar on stderr, shown only when stderr is a terminal (never in logs, CI or tests); a context
-    manager with `update(n)`."""
+def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True, initial: int = 0,
+                 leave: bool = False) -> Any:
+    """A tqdm bar on stderr, shown only when stderr is a terminal (disable=None: never in logs, CI or tests);
+    a context manager with `update(n)`."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None if enabled else True,
-                file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc or None, unit=unit, initial=initial, dynamic_ncols=True,
+                disable=None if enabled else True, file=sys.stderr, leave=leave)
 
 
 def _tensorboard(directory: Path, start_step: int) -> Any:
