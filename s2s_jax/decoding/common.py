@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.backend import kernels
+
 NEG_INF = -1.0e9
 
 
@@ -27,6 +29,12 @@ class SearchResult(NamedTuple):
 
 
 def log_softmax(logits: jax.Array) -> jax.Array:
+    """log-softmax over the last axis: `unfused_log_softmax` under the "cpu" kernels (`s2s_jax.backend`),
+    `jax.nn.log_softmax` under the "gpu" ones, where the fusion the unfused form avoids is what one wants."""
+    return unfused_log_softmax(logits) if kernels() == "cpu" else jax.nn.log_softmax(logits, axis=-1)
+
+
+def unfused_log_softmax(logits: jax.Array) -> jax.Array:
     """log-softmax over the last axis as `logits - (max + log(sum(exp(logits - max))))`.
 
     The same quantity as `jax.nn.log_softmax` (which rounds `(logits - max) - lse`), written so that XLA CPU does

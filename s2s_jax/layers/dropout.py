@@ -18,6 +18,12 @@ is kept when its bits are >= rate * 2^32, so it is kept with probability
 flax do. The masks are a pure function of the rng key, so training stays
 reproducible and resumable.
 
+That trade is XLA CPU's. On a GPU threefry is a few cheap integer kernels run in parallel, and the hash is
+no faster, so the mask's bits come from `dropout_bits`: the hash under the "cpu" kernels, `jax.random.bits`
+(threefry, the key's own stream) under the "gpu" ones (`s2s_jax.backend`). Both give uniform uint32 bits that
+are a pure function of the key, compared with the same threshold, so the rate, the scaling and the
+reproducibility are the same; the masks differ between the two.
+
 Same interface as `nn.Dropout`: `Dropout(rate)(x, deterministic=...)`; the rng
 collection is "dropout".
 """
@@ -30,6 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from s2s_jax.backend import kernels
 
 _M1, _M2 = 0x7FEB352D, 0x846CA68B  # lowbias32's multipliers
 
@@ -46,6 +54,12 @@ def hash_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return h ^ (h >> 16)
 
 
+def dropout_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform uint32 bits of `shape` from `key`: `hash_bits` under the "cpu" kernels, `jax.random.bits` under
+    the "gpu" ones (see the module docstring)."""
+    return hash_bits(key, shape) if kernels() == "cpu" else jax.random.bits(key, shape, jnp.uint32)
+
+
 def keep_threshold(rate: float) -> int:
     """The uint32 bound below which an element is dropped: round(rate * 2^32), kept inside uint32."""
     return min(round(rate * 2**32), 2**32 - 1)
@@ -57,7 +71,7 @@ def dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
         return x
     if rate >= 1.0:
         return jnp.zeros_like(x)
-    keep = hash_bits(key, x.shape) >= jnp.uint32(keep_threshold(rate))
+    keep = dropout_bits(key, x.shape) >= jnp.uint32(keep_threshold(rate))
     return lax.select(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 

@@ -10,6 +10,13 @@ both frameworks agree to float rounding.
 Attention is split into `kv` (project keys/values) and `__call__` (attend with
 given keys/values), so a decoder can precompute the encoder's keys/values once
 and grow a fixed-size self-attention cache one position per step.
+
+How attention is computed is chosen per backend (`s2s_jax.backend`): under the "cpu" kernels the explicit
+einsum / masked softmax / einsum that XLA CPU runs well; under the "gpu" ones `jax.nn.dot_product_attention`,
+with cuDNN's flash attention on a GPU in bf16/fp16 (`attention_implementation`), its XLA form otherwise. The
+fused call cannot drop attention weights, so a training pass with attention dropout keeps the explicit form
+(`MultiHeadAttention.fused`). The weights a caller may ask for (`return_attention`, plots) are always the
+explicit softmax, computed beside the fused output: under jit, XLA drops them when nothing reads them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.backend import kernels, on_accelerator
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 
@@ -51,6 +59,27 @@ def write_cache(cache: jax.Array, new: jax.Array, pos: jax.Array) -> jax.Array:
     return cache.at[rows, :, pos].set(new[:, :, 0], mode="drop")
 
 
+def attention_implementation(dtype: jnp.dtype, head_dim: int) -> str:
+    """`jax.nn.dot_product_attention`'s implementation: "cudnn" on a GPU for bf16/fp16 with a head size cuDNN's
+    flash attention takes (a multiple of 8, at most 128), else "xla" (float32, and every run on CPU)."""
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return "cudnn" if on_accelerator() and half and head_dim % 8 == 0 and head_dim <= 128 else "xla"
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """softmax(q k^T / sqrt(d), masked) v through `jax.nn.dot_product_attention`.
+
+    q [B, T, h, d] (BTNH, the projection's own layout: no transpose); k, v [B, h, S, d] (the cache layout);
+    mask broadcastable to [B, h, T, S], True = attend -> out [B, T, h, d]. The mask is broadcast over T and S
+    because cuDNN takes it as a bias of full [T, S] (batch and heads may broadcast).
+    """
+    b, t, _, d = q.shape
+    kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    mask = jnp.broadcast_to(mask, (mask.shape[0], 1, t, k.shape[2]))
+    impl = attention_implementation(q.dtype, d)
+    return jax.nn.dot_product_attention(q, kt, vt, mask=mask, scale=1.0 / math.sqrt(d), implementation=impl)
+
+
 class MultiHeadAttention(nn.Module):
     hid_dim: int
     n_heads: int
@@ -70,14 +99,23 @@ class MultiHeadAttention(nn.Module):
         """x [B, S, H] -> keys, values [B, heads, S, head_dim]."""
         return self._split(self.fc_k(x)), self._split(self.fc_v(x))
 
+    def fused(self, train: bool) -> bool:
+        """Whether to attend with `fused_attention`: under the "gpu" kernels, unless attention weights are
+        dropped (training with a rate > 0), which the fused call cannot do."""
+        return kernels() == "gpu" and not (train and self.dropout > 0.0)
+
     def __call__(self, x: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *, train: bool = False):
         """Queries from x [B, T, H] over k, v; mask broadcasts to [B, heads, T, S] -> (out [B, T, H], weights)."""
-        q = self._split(self.fc_q(x))
-        energy = jnp.einsum("bhtd,bhsd->bhts", q, k) / math.sqrt(self.hid_dim // self.n_heads)
+        b, t, _ = x.shape
+        q = self.fc_q(x)
+        energy = jnp.einsum("bhtd,bhsd->bhts", self._split(q), k) / math.sqrt(self.hid_dim // self.n_heads)
         weights = jax.nn.softmax(jnp.where(mask, energy, NEG), axis=-1)
-        out = jnp.einsum("bhts,bhsd->bhtd", self.drop(weights, deterministic=not train), v)
-        b, _, t, _ = out.shape
-        return self.fc_o(out.transpose(0, 2, 1, 3).reshape(b, t, self.hid_dim)), weights
+        if self.fused(train):
+            out = fused_attention(q.reshape(b, t, self.n_heads, -1), k, v, mask).reshape(b, t, self.hid_dim)
+        else:
+            out = jnp.einsum("bhts,bhsd->bhtd", self.drop(weights, deterministic=not train), v)
+            out = out.transpose(0, 2, 1, 3).reshape(b, t, self.hid_dim)
+        return self.fc_o(out), weights
 
 
 class FeedForward(nn.Module):

@@ -98,7 +98,7 @@ class MarianSeq2Seq(nn.Module):
             pos = jnp.take(self._table, positions, axis=0)
         else:
             pos = sinusoidal(positions, c.hid_dim)
-        return self.drop(x + pos, deterministic=not train)
+        return self.drop(x + pos.astype(x.dtype), deterministic=not train)  # fixed tables are float32: keep bf16
 
     def _check(self, length: int, what: str) -> None:
         if self.cfg.positions != "sinusoidal":

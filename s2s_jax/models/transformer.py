@@ -102,7 +102,8 @@ class _Embed(nn.Module):
     def embed(self, tokens: jax.Array, positions: jax.Array, *, train: bool) -> jax.Array:
         c = self.cfg
         pos = self.pos_embedding(positions) if c.positions == "learned" else sinusoidal(positions, c.hid_dim)
-        return self.drop(self.tok_embedding(tokens) * math.sqrt(c.hid_dim) + pos, deterministic=not train)
+        x = self.tok_embedding(tokens) * math.sqrt(c.hid_dim)
+        return self.drop(x + pos.astype(x.dtype), deterministic=not train)  # sinusoids are float32: keep bf16
 
 
 def _layer_args(cfg: ModelConfig) -> dict:

@@ -1,4 +1,5 @@
-"""The chunked top-k of beam search gives exactly `jax.lax.top_k`'s values and indices, ties included."""
+"""The chunked top-k of beam search gives exactly `jax.lax.top_k`'s values and indices, ties included; `top_k` takes
+the chunked path under the "cpu" kernels and `lax.top_k` under the "gpu" ones (s2s_jax.backend)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2s_jax.decoding.topk import DEFAULT_CHUNK, chunk_size, top_k
+from s2s_jax.backend import use_kernels
+from s2s_jax.decoding.topk import DEFAULT_CHUNK, chunk_size, top_k, two_pass_top_k
 
-_top_k = jax.jit(top_k, static_argnums=1)
+_top_k = jax.jit(two_pass_top_k, static_argnums=1)
 _reference = jax.jit(jax.lax.top_k, static_argnums=1)
 
 
@@ -52,3 +54,16 @@ def test_best_values_in_the_ragged_tail():
     x = np.random.default_rng(3).standard_normal((2, 4099)).astype(np.float32)
     x[:, -3:] = 100.0
     _check(x, 10)
+
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_each_kernel_choice_gives_lax_top_k(kind):
+    """Both paths of the dispatching `top_k`, forced, on rows the chunked one does split (5 x 1152 > 2k chunks)."""
+    x = np.random.default_rng(4).integers(0, 50, (3, 5 * 1152)).astype(np.float32)  # ties too
+    with use_kernels(kind):
+        jaxpr = str(jax.make_jaxpr(lambda a: top_k(a, 10))(x))
+        values, idx = jax.jit(lambda a: top_k(a, 10))(jnp.asarray(x))  # a fresh function: traced in this block
+    ref_values, ref_idx = _reference(jnp.asarray(x), 10)
+    np.testing.assert_array_equal(np.asarray(values), np.asarray(ref_values))
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx))
+    assert jaxpr.count("top_k") == (2 if kind == "cpu" else 1)  # chunk maxima + candidates, or one top_k

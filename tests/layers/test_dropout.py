@@ -1,4 +1,5 @@
-"""The hash-mask dropout (s2s_jax.layers.dropout): right rate and scale, independent masks, flax interface."""
+"""Dropout (s2s_jax.layers.dropout): right rate and scale, independent masks, flax interface; for both mask sources
+(`dropout_bits`: the counter hash under the "cpu" kernels, `jax.random.bits` under the "gpu" ones)."""
 
 import flax.errors
 import jax
@@ -6,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2s_jax.layers.dropout import Dropout, dropout, hash_bits, keep_threshold
+from s2s_jax.backend import use_kernels
+from s2s_jax.layers.dropout import Dropout, dropout, dropout_bits, hash_bits, keep_threshold
 
 N = 1 << 20
 dropout_jit = jax.jit(dropout, static_argnums=1)
@@ -68,3 +70,27 @@ def test_flax_module_needs_the_dropout_rng_only_in_training_and_gives_masked_gra
     np.testing.assert_allclose(grad, np.where(np.asarray(y) != 0, 1 / 0.6, 0.0), rtol=1e-6)
     with pytest.raises(flax.errors.InvalidRngError):
         module.apply({}, x, deterministic=False)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_threefry_bits_drop_at_the_rate_reproducibly_and_differ_from_the_hash(rate):
+    """The "gpu" mask source, forced on CPU: the rate and scale hold, the mask is a function of the key."""
+    ones = jnp.ones((N,), jnp.float32)
+    with use_kernels("gpu"):
+        fn = jax.jit(lambda k, x: dropout(k, rate, x))  # a fresh function: traced in this block
+        y, again, other = (np.asarray(fn(k, ones)) for k in (jax.random.key(7), jax.random.key(7), jax.random.key(8)))
+    kept = y != 0
+    assert sigmas(kept.mean(), 1 - rate, N) < 5
+    np.testing.assert_allclose(y[kept], 1 / (1 - rate), rtol=1e-6)
+    np.testing.assert_array_equal(y, again)
+    assert sigmas((kept & (other != 0)).mean(), (1 - rate) ** 2, N) < 5  # another key: an independent mask
+    hashed = np.asarray(dropout_jit(jax.random.key(7), rate, ones)) != 0  # the "cpu" path, same key
+    assert not np.array_equal(kept, hashed)
+
+
+def test_dropout_bits_follow_the_kernel_choice():
+    key = jax.random.key(3)
+    with use_kernels("cpu"):
+        np.testing.assert_array_equal(dropout_bits(key, (4, 5)), hash_bits(key, (4, 5)))
+    with use_kernels("gpu"):
+        np.testing.assert_array_equal(dropout_bits(key, (4, 5)), jax.random.bits(key, (4, 5), jnp.uint32))
