@@ -139,9 +139,13 @@ def train_loop(
                 if evaluate_now:
                     tick = time.perf_counter()
                     params = sharding.to_host(state.params)
-                    ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
-                    record = {"step": step, **(validate(params) if validate else {}),
-                              "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
+                    try:
+                        ev = sum_in_chunks(eval_step, params, heldout, tc.eval_chunk)
+                        record = {"step": step, **(validate(params) if validate else {}),
+                                  "heldout_loss": ev["loss_sum"] / max(ev["tokens"], 1.0)}
+                    except Exception:  # a failing evaluation must not cost the steps trained since the last save
+                        _save_before_failing(step, state, runlog, tc, ckpt, task, stopper, saved_config, batching)
+                        raise
                     budget.evaluated(time.perf_counter() - tick)
                     evaluations.append((step, tick - begin, time.perf_counter() - begin))
                     em = record.get("exact_match", em)
@@ -193,6 +197,17 @@ def _save_interrupted(name: str, step: int, state: TrainState, meter: _Meter, ru
     where = f"; checkpoint of step {step} saved in {ckpt.workdir}: run the same command to resume" if ckpt else ""
     runlog.line(f"interrupted by {name} at step {step}{where}")
     return f"interrupted by {name}"
+
+
+def _save_before_failing(step: int, state: TrainState, runlog: RunLog, tc: TrainConfig, ckpt: Any, task: Any,
+                         stopper: EarlyStop, saved_config: dict[str, Any] | None, batching: Any) -> None:
+    """An evaluation raised: checkpoint `step` without metrics first (once the cause is fixed, the same command
+    resumes from it, and the next evaluation scores it), then let the error go on."""
+    if ckpt is None or ckpt.last_saved == step:
+        return
+    ckpt.save(step, state, checkpoint_meta(step, state, tc, task, stopper.state(), saved_config,
+                                          data_position(task, batching, step)))
+    runlog.line(f"evaluation at step {step} failed; checkpoint of step {step} saved in {ckpt.workdir} first")
 
 
 class _Meter:

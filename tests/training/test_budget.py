@@ -39,3 +39,19 @@ def test_budget_arithmetic():
     assert not b.wants_probe(108.0)
     assert not b.exhausted(136.9) and b.exhausted(137.0)  # 160 - (1 + 20 + 2)
     assert not Budget(0.0, begin=0.0).active and not Budget(0.0, begin=0.0).exhausted(1e12)
+
+
+def test_a_failing_evaluation_saves_the_steps_first(tmp_path):
+    """An exception in the held-out decoding (a bug, a full disk, ...) re-raises, but only after the step is
+    checkpointed: the run resumes from it instead of from the last save."""
+    from unittest import mock
+
+    import pytest
+
+    from s2s_jax.run.workdir import load_run
+
+    tc = TrainConfig(steps=6, batch_size=16, eval_every=0, log_every=3)
+    with mock.patch("s2s_jax.run.train.decode_heldout", side_effect=RuntimeError("boom")):
+        with pytest.raises(RuntimeError, match="boom"):
+            train(CFG, TASK, tc, tmp_path / "w", log=lambda line: None)
+    assert load_run(tmp_path / "w", "latest").step == 6
