@@ -39,7 +39,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-NEG_INF = np.float32(-1.0e9)
+from export.search_rules import NEG_INF, constrain, draw, row_generators, sampling_logits
+
 # Finished sentences leave the batch once they are this share of it: each departure gathers the encoder tensors
 # (and, for greedy, the state) once, so a departure per finished sentence would cost more than it saves.
 SHRINK = 0.25
@@ -53,11 +54,55 @@ ReorderFn = Callable[[Any, np.ndarray], Any]
 
 class SearchResult(NamedTuple):
     """tokens [B, K, L] (pad after eos), lengths [B, K] (up to and including eos, or L without one), scores [B, K]
-    (length-penalised log-probs); best first, K = beam."""
+    (length-penalised log-probs); best first, K = beam. token_scores [B, K, L]: each token's log-prob (0 after
+    the end), as s2s_jax's SearchResult has them."""
 
     tokens: np.ndarray
     lengths: np.ndarray
     scores: np.ndarray
+    token_scores: np.ndarray
+
+
+class Rules(NamedTuple):
+    """The search's options beyond beam and length (s2s_jax's `search` keywords of the same names): n-gram
+    blocking, a forced prefix ([B, P] and [B]), sampling (temperature > 0, top_k, top_p; row b drawn from a
+    generator seeded with seeds[b]). With none of them the loop reads only the step's top candidates; with any,
+    the whole log-probs (`export/search_rules.py` applies them)."""
+
+    no_repeat_ngram: int = 0
+    prefix: np.ndarray | None = None
+    prefix_lengths: np.ndarray | None = None
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seeds: Sequence[Any] | None = None  # per sentence: an int or a sequence of ints
+
+    @property
+    def full(self) -> bool:
+        """Whether the search needs every token's log-prob (not the step's top candidates)."""
+        return bool(self.no_repeat_ngram or self.prefix is not None or self.temperature > 0)
+
+    def check(self, beam: int, batch: int) -> None:
+        if self.temperature < 0 or self.top_k < 0 or self.no_repeat_ngram < 0:
+            raise ValueError(f"temperature={self.temperature}, top_k={self.top_k} and no_repeat_ngram="
+                             f"{self.no_repeat_ngram} must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+        if self.temperature > 0 and beam > 1:
+            raise ValueError(f"sampling (temperature={self.temperature}) takes one hypothesis: beam={beam} must be 1")
+        if (self.prefix is None) != (self.prefix_lengths is None):
+            raise ValueError("prefix and prefix_lengths go together")
+        if self.temperature > 0 and (self.seeds is None or len(self.seeds) != batch):
+            raise ValueError(f"sampling needs one seed per sentence ({batch})")
+
+    def rows(self, picked: np.ndarray, beam: int = 1) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(prefix, prefix_lengths) of sentences `picked`, each repeated for its `beam` rows."""
+        if self.prefix is None:
+            return None, None
+        return np.repeat(self.prefix[picked], beam, axis=0), np.repeat(self.prefix_lengths[picked], beam)
+
+
+NO_RULES = Rules()
 
 
 def length_penalty(length: np.ndarray, alpha: float) -> np.ndarray:
@@ -126,36 +171,37 @@ def top_of(step: StepFn, eos_id: int) -> TopStepFn:
 
 def search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int = 1, max_len: int, bos_id: int,
            eos_id: int, pad_id: int, alpha: float = 0.0, row_max_len: np.ndarray | None = None,
-           reorder: ReorderFn | None = None, temperature: float = 0.0) -> SearchResult:
+           reorder: ReorderFn | None = None, rules: Rules = NO_RULES) -> SearchResult:
     """n-best hypotheses per sentence, best first: tokens [B, K, max_len], lengths [B, K], scores [B, K] (K = beam).
 
     enc, state: the encoder tensors and initial decode state, batch B (repeated to B * beam here).
     row_max_len [B]: each row's bound, <= max_len (eos forced on its last allowed step); without it greedy may
     end a row without eos (length max_len), beam search forces eos at max_len. reorder: `(state, rows) ->
-    state`, row i from row rows[i] (default `take_rows`). temperature: only 0 (no sampling in numpy).
+    state`, row i from row rows[i] (default `take_rows`). rules: n-gram blocking, prefix, sampling (`Rules`).
     """
-    if temperature != 0:
-        raise ValueError(f"temperature={temperature}: the numpy search does not sample (use s2s_jax's search)")
     return search_top(top_of(step, eos_id), enc, state, batch=batch, beam=beam, max_len=max_len, bos_id=bos_id,
-                      eos_id=eos_id, pad_id=pad_id, alpha=alpha, row_max_len=row_max_len, reorder=reorder)
+                      eos_id=eos_id, pad_id=pad_id, alpha=alpha, row_max_len=row_max_len, reorder=reorder,
+                      rules=rules)
 
 
 def search_top(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int = 1, max_len: int, bos_id: int,
                eos_id: int, pad_id: int, alpha: float = 0.0, row_max_len: np.ndarray | None = None,
-               reorder: ReorderFn | None = None, take: ReorderFn | None = None) -> SearchResult:
+               reorder: ReorderFn | None = None, take: ReorderFn | None = None,
+               rules: Rules = NO_RULES) -> SearchResult:
     """`search` over a `TopStepFn`; enc and state are opaque (the runtime's OrtValues) and reach the loop only
     through `reorder(state, rows)` and `take(enc, rows)` (default `take_rows` both): row i from row rows[i]. Beams
     are made by taking each sentence's rows `beam` times; finished sentences leave the batch (`SHRINK`)."""
     if beam < 1:
         raise ValueError(f"beam={beam} must be >= 1")
+    rules.check(beam, batch)
     limit = np.full(batch, max_len, np.int32) if row_max_len is None else np.minimum(row_max_len, max_len)
     reorder, take = reorder or take_rows, take or take_rows
     if beam == 1:
         return _greedy(top_step, enc, state, batch=batch, max_len=max_len, bos_id=bos_id, pad_id=pad_id,
                        eos_id=eos_id, alpha=alpha, limit=None if row_max_len is None else limit, reorder=reorder,
-                       take=take)
+                       take=take, rules=rules)
     return _beam(top_step, enc, state, batch=batch, beam=beam, max_len=max_len, bos_id=bos_id, eos_id=eos_id,
-                 pad_id=pad_id, alpha=alpha, limit=limit, reorder=reorder, take=take)
+                 pad_id=pad_id, alpha=alpha, limit=limit, reorder=reorder, take=take, rules=rules)
 
 
 def _shrink(finished: np.ndarray) -> bool:
@@ -164,20 +210,46 @@ def _shrink(finished: np.ndarray) -> bool:
     return bool(finished.all() or finished.mean() >= SHRINK)
 
 
+def log_probs(top_step: TopStepFn, enc: Any, token: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+    """A step's whole [N, V] log-probs through a TopStepFn: its candidates at live 0 with nothing forced, which
+    are the log-probs exactly (0 + x is x)."""
+    n = len(token)
+    logp, _, state = top_step(enc, token, state, np.zeros(n, np.float32), np.zeros(n, bool), None)
+    return logp, state
+
+
 def _greedy(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, max_len: int, bos_id: int, eos_id: int,
-            pad_id: int, alpha: float, limit: np.ndarray | None, reorder: ReorderFn, take: ReorderFn) -> SearchResult:
+            pad_id: int, alpha: float, limit: np.ndarray | None, reorder: ReorderFn, take: ReorderFn,
+            rules: Rules) -> SearchResult:
     tokens = np.full((batch, max_len), pad_id, np.int32)
     logp_sum = np.zeros(batch, np.float32)
+    token_scores = np.zeros((batch, max_len), np.float32)
     act = np.arange(batch)  # the sentences still in the batch, in row order
     token = np.full(batch, bos_id, np.int64)
     done = np.zeros(batch, bool)  # of the rows in the batch
+    generators = row_generators(rules.seeds) if rules.temperature > 0 else None
     t = 0
     while t < max_len and not done.all():
         last = np.zeros(len(act), bool) if limit is None else t + 1 >= limit[act]
-        live = np.zeros(len(act), np.float32)  # 0 + log-prob is the log-prob: the top-1 is the argmax
-        values, ids, state = top_step(enc, token, state, live, last, 1)
-        logp_sum[act] += np.where(done, np.float32(0.0), values[:, 0])  # beam search's order of sums
-        nxt = np.where(done, pad_id, ids[:, 0])
+        if rules.full:  # the whole log-probs, constrained (and drawn from) as s2s_jax's pick_search does
+            logp, state = log_probs(top_step, enc, token, state)
+            prefix, prefix_lengths = rules.rows(act)
+            logp = constrain(logp, t, eos_id=eos_id, last=None if limit is None else last, generated=tokens[act],
+                             no_repeat_ngram=rules.no_repeat_ngram, prefix=prefix, prefix_lengths=prefix_lengths)
+            if generators is None:
+                ids = logp.argmax(axis=-1)
+            else:
+                ids = draw(sampling_logits(logp, rules.temperature, rules.top_k, rules.top_p),
+                           [generators[i] for i in act])
+            values = np.take_along_axis(logp, ids[:, None], axis=1)
+        else:
+            live = np.zeros(len(act), np.float32)  # 0 + log-prob is the log-prob: the top-1 is the argmax
+            values, ids, state = top_step(enc, token, state, live, last, 1)
+            ids = ids[:, 0]
+        chosen = np.where(done, np.float32(0.0), values[:, 0])
+        logp_sum[act] += chosen  # beam search's order of sums
+        token_scores[act, t] = chosen
+        nxt = np.where(done, pad_id, ids)
         tokens[act, t] = nxt
         done |= nxt == eos_id
         token = nxt.astype(np.int64)
@@ -189,7 +261,7 @@ def _greedy(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, max_len: i
     is_eos = tokens == eos_id
     lengths = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1) + 1, max_len).astype(np.int32)
     scores = (logp_sum / length_penalty(lengths, alpha)).astype(np.float32)
-    return SearchResult(tokens[:, None], lengths[:, None], scores[:, None])
+    return SearchResult(tokens[:, None], lengths[:, None], scores[:, None], token_scores[:, None])
 
 
 def _merge(values: np.ndarray, ids: np.ndarray, vocab: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +276,7 @@ def _merge(values: np.ndarray, ids: np.ndarray, vocab: int, k: int) -> tuple[np.
 
 def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, max_len: int, bos_id: int,
           eos_id: int, pad_id: int, alpha: float, limit: np.ndarray, reorder: ReorderFn,
-          take: ReorderFn) -> SearchResult:
+          take: ReorderFn, rules: Rules) -> SearchResult:
     """Per sentence [B, ...] arrays hold every sentence (the result); `act` are those still in the batch, whose
     rows (K a sentence, in `act` order) the state and `enc_k` hold."""
     tokens = np.zeros((batch, beam, max_len + 1), np.int32)
@@ -213,6 +285,7 @@ def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, m
     live_logp = np.tile(np.array([0.0] + [NEG_INF] * (beam - 1), np.float32), (batch, 1))
     done_scores = np.full((batch, beam), NEG_INF, np.float32)
     done_lengths = np.zeros((batch, beam), np.int32)
+    live_steps, done_steps = np.zeros((batch, beam, max_len), np.float32), np.zeros((batch, beam, max_len), np.float32)
     best_len = limit if alpha >= 0 else None
     act, enc_k, vocab = np.arange(batch), None, 0
 
@@ -225,10 +298,20 @@ def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, m
     while t < max_len and len(act):
         last = t + 1 >= limit[act]
         if t == 0:  # every beam holds bos and the initial state: run the step once per sentence, as JAX does
-            logp, _, state = top_step(enc, np.full(batch, bos_id, np.int64), state, np.zeros(batch, np.float32), last,
-                                      None)
+            logp, state = log_probs(top_step, enc, np.full(batch, bos_id, np.int64), state)
+            prefix, prefix_lengths = rules.rows(act)
+            logp = constrain(logp, t, eos_id=eos_id, last=last, prefix=prefix, prefix_lengths=prefix_lengths)
             vocab = logp.shape[-1]
             cand = (live_logp[:, :, None] + logp[:, None, :]).reshape(batch, beam * vocab)
+            top_logp, top_idx = top_k(cand, 2 * beam)
+        elif rules.full:  # every row's whole log-probs, constrained as s2s_jax's beam search does
+            n = len(act)
+            logp, state = log_probs(top_step, enc_k, live_tokens[act, :, t].reshape(-1).astype(np.int64), state)
+            prefix, prefix_lengths = rules.rows(act, beam)
+            logp = constrain(logp, t, eos_id=eos_id, last=np.repeat(last, beam),
+                             generated=live_tokens[act, :, 1:].reshape(n * beam, -1),
+                             no_repeat_ngram=rules.no_repeat_ngram, prefix=prefix, prefix_lengths=prefix_lengths)
+            cand = (live_logp[act][:, :, None] + logp.reshape(n, beam, vocab)).reshape(n, beam * vocab)
             top_logp, top_idx = top_k(cand, 2 * beam)
         else:  # the rows' own top 2K (or all V), merged per sentence: exact, see the module docstring
             values, ids, state = top_step(enc_k, live_tokens[act, :, t].reshape(-1).astype(np.int64), state,
@@ -238,12 +321,15 @@ def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, m
         src_beam, tok = top_idx // vocab, top_idx % vocab
         new_tokens = np.take_along_axis(live_tokens[act], src_beam[:, :, None], axis=1)
         new_tokens[:, :, t + 1] = tok
+        new_steps = np.take_along_axis(live_steps[act], src_beam[:, :, None], axis=1)
+        new_steps[:, :, t] = top_logp - np.take_along_axis(live_logp[act], src_beam, axis=1)
         is_eos = tok == eos_id
         alive = t < limit[act]
 
         pick_logp, pick = top_k(np.where(is_eos, NEG_INF, top_logp), beam)
         live_logp[act] = pick_logp
         live_tokens[act] = np.take_along_axis(new_tokens, pick[:, :, None], axis=1)
+        live_steps[act] = np.take_along_axis(new_steps, pick[:, :, None], axis=1)
         rows = parent_rows(np.take_along_axis(src_beam, pick, axis=1), beam)
         if t == 0:
             rows = rows // beam  # the state has one row a sentence
@@ -256,6 +342,8 @@ def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, m
         done_scores[act], keep = top_k(all_scores, beam)
         done_tokens[act] = np.take_along_axis(all_tokens, keep[:, :, None], axis=1)
         done_lengths[act] = np.take_along_axis(all_lengths, keep, axis=1)
+        all_steps = np.concatenate([done_steps[act], new_steps], axis=1)
+        done_steps[act] = np.take_along_axis(all_steps, keep[:, :, None], axis=1)
         t += 1
 
         # A sentence that cannot improve any more is final (`can_improve`, as JAX's loop condition). Dropping it
@@ -272,6 +360,7 @@ def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, m
         if len(act):
             state = reorder(state, rows)
 
-    out = done_tokens[:, :, 1:]
-    out = np.where(np.arange(max_len)[None, None, :] < done_lengths[:, :, None], out, pad_id).astype(np.int32)
-    return SearchResult(tokens=out, lengths=done_lengths, scores=done_scores)
+    inside = np.arange(max_len)[None, None, :] < done_lengths[:, :, None]
+    out = np.where(inside, done_tokens[:, :, 1:], pad_id).astype(np.int32)
+    return SearchResult(tokens=out, lengths=done_lengths, scores=done_scores,
+                        token_scores=np.where(inside, done_steps, np.float32(0.0)))

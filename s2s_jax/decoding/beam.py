@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.decoding.common import NEG_INF, SearchResult, length_penalty, repeat_beams, take_rows
+from s2s_jax.decoding.constraints import constrain
 from s2s_jax.decoding.topk import top_k
 
 StepFn = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
@@ -49,6 +50,10 @@ class _Carry(NamedTuple):
     done_tokens: jax.Array  # [B, K, L + 1]
     done_scores: jax.Array  # [B, K]
     done_lengths: jax.Array  # [B, K]
+    live_steps: jax.Array  # [B, K, L] each token's log-prob
+    done_steps: jax.Array  # [B, K, L]
+    prefix: jax.Array  # [B, P] forced first tokens (P = 1 and lengths 0 without a prefix)
+    prefix_lengths: jax.Array  # [B]
 
 
 def stage_batches(batch: int, shrink_rows: int) -> list[int]:
@@ -63,12 +68,11 @@ def _compact(c: _Carry, keep: jax.Array, beam: int, shared_encoder: bool) -> _Ca
     """The carry with only sentences `keep` [B'] (their rows, in that order); the state (and the encoder output
     unless it is shared by a sentence's beams) by whole beam rows, as every decode state is batch-first."""
     rows = (keep[:, None] * beam + jnp.arange(beam)).reshape(-1)
-    by_sentence = jax.tree.map(lambda x: jnp.take(x, keep, axis=0), (c.limit, c.live_tokens, c.live_logp,
-                                                                       c.done_tokens, c.done_scores, c.done_lengths))
-    limit, live_tokens, live_logp, done_tokens, done_scores, done_lengths = by_sentence
+    by_sentence = {name: jnp.take(getattr(c, name), keep, axis=0) for name in _Carry._fields
+                   if name not in ("step", "enc", "state")}
     enc = jax.tree.map(lambda x: jnp.take(x, keep if shared_encoder else rows, axis=0), c.enc)
     state = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), c.state)
-    return _Carry(c.step, limit, enc, live_tokens, live_logp, state, done_tokens, done_scores, done_lengths)
+    return _Carry(step=c.step, enc=enc, state=state, **by_sentence)
 
 
 def beam_search(
@@ -87,6 +91,9 @@ def beam_search(
     reorder: ReorderFn | None = None,
     shared_encoder: bool = False,
     shrink_rows: int = 8,
+    no_repeat_ngram: int = 0,
+    prefix: jax.Array | None = None,
+    prefix_lengths: jax.Array | None = None,
 ) -> SearchResult:
     """Beam search from encoder output `enc` and initial decode state `state` (both batch B). Call inside `jax.jit`.
 
@@ -113,6 +120,10 @@ def beam_search(
         done_tokens=tokens,
         done_scores=jnp.full((batch, beam), NEG_INF),
         done_lengths=jnp.zeros((batch, beam), jnp.int32),
+        live_steps=jnp.zeros((batch, beam, max_len), jnp.float32),
+        done_steps=jnp.zeros((batch, beam, max_len), jnp.float32),
+        prefix=jnp.zeros((batch, 1), jnp.int32) if prefix is None else prefix.astype(jnp.int32),
+        prefix_lengths=jnp.zeros((batch,), jnp.int32) if prefix is None else prefix_lengths.astype(jnp.int32),
     )
 
     def can_improve(c: _Carry) -> jax.Array:
@@ -139,9 +150,12 @@ def beam_search(
         rows = c.limit.shape[0]
         logp = logp.astype(jnp.float32).reshape(rows, beam, -1)
         vocab = logp.shape[-1]
-        # On a row's last allowed step only eos may be chosen.
-        last = (c.step + 1 >= c.limit)[:, None, None]
-        logp = jnp.where(last & (jnp.arange(vocab) != eos_id), NEG_INF, logp)
+        # On a row's last allowed step only eos may be chosen; n-grams and the prefix (constraints.py).
+        last = jnp.repeat(c.step + 1 >= c.limit, beam)
+        logp = constrain(logp.reshape(rows * beam, vocab), c.step, eos_id=eos_id, last=last,
+                         generated=c.live_tokens[:, :, 1:].reshape(rows * beam, -1), no_repeat_ngram=no_repeat_ngram,
+                         prefix=None if prefix is None else jnp.repeat(c.prefix, beam, axis=0),
+                         prefix_lengths=jnp.repeat(c.prefix_lengths, beam)).reshape(rows, beam, vocab)
         cand = (c.live_logp[:, :, None] + logp).reshape(rows, beam * vocab)
 
         # 2K candidates always hold K that do not end in eos.
@@ -149,6 +163,8 @@ def beam_search(
         src_beam, tok = top_idx // vocab, top_idx % vocab
         new_tokens = jnp.take_along_axis(c.live_tokens, src_beam[:, :, None], axis=1)
         new_tokens = new_tokens.at[:, :, c.step + 1].set(tok)
+        new_steps = jnp.take_along_axis(c.live_steps, src_beam[:, :, None], axis=1)
+        new_steps = new_steps.at[:, :, c.step].set(top_logp - jnp.take_along_axis(c.live_logp, src_beam, axis=1))
         is_eos = tok == eos_id
         alive = c.step < c.limit  # rows past their limit take no new hypotheses
 
@@ -167,24 +183,25 @@ def beam_search(
         all_scores = jnp.concatenate([c.done_scores, eos_scores], axis=1)
         all_tokens = jnp.concatenate([c.done_tokens, new_tokens], axis=1)
         all_lengths = jnp.concatenate([c.done_lengths, jnp.full_like(eos_scores, c.step + 1, jnp.int32)], axis=1)
+        all_steps = jnp.concatenate([c.done_steps, new_steps], axis=1)
         done_scores, keep = jax.lax.top_k(all_scores, beam)
-        return _Carry(
+        return c._replace(
             step=c.step + 1,
-            limit=c.limit,
-            enc=c.enc,
             live_tokens=live_tokens,
             live_logp=live_logp,
             state=state,
             done_tokens=jnp.take_along_axis(all_tokens, keep[:, :, None], axis=1),
             done_scores=done_scores,
             done_lengths=jnp.take_along_axis(all_lengths, keep, axis=1),
+            live_steps=jnp.take_along_axis(new_steps, pick[:, :, None], axis=1),
+            done_steps=jnp.take_along_axis(all_steps, keep[:, :, None], axis=1),
         )
 
     # A row that cannot improve never changes again (its candidates cannot outscore its worst finished
     # hypothesis), so each stage ends once few enough rows are left to fit the next, smaller one.
     sizes = stage_batches(batch, shrink_rows)
     carry = jax.lax.cond(jnp.any(can_improve(carry)), first, lambda c: c, carry)  # the loops' test at step 0
-    done = (carry.done_tokens, carry.done_scores, carry.done_lengths)
+    done = (carry.done_tokens, carry.done_scores, carry.done_lengths, carry.done_steps)
     sentences = jnp.arange(batch)
     for after in sizes[1:] + [0]:
 
@@ -193,7 +210,7 @@ def beam_search(
             return (c.step < max_len) & jnp.any(active) & (jnp.sum(active) > after)
 
         carry = jax.lax.while_loop(cond, body, carry)
-        part = (carry.done_tokens, carry.done_scores, carry.done_lengths)
+        part = (carry.done_tokens, carry.done_scores, carry.done_lengths, carry.done_steps)
         done = tuple(full.at[sentences].set(p) for full, p in zip(done, part, strict=True))
         if after:
             # The rows that can still improve first (stable, so in batch order), cut to the next size.
@@ -201,8 +218,9 @@ def beam_search(
             sentences = sentences[keep]
             carry = _compact(carry, keep, beam, shared_encoder)
 
-    done_tokens, done_scores, done_lengths = done
+    done_tokens, done_scores, done_lengths, done_steps = done
     tokens = done_tokens[:, :, 1:]
     positions = jnp.arange(max_len)[None, None, :]
-    tokens = jnp.where(positions < done_lengths[:, :, None], tokens, pad_id)
-    return SearchResult(tokens=tokens, lengths=done_lengths, scores=done_scores)
+    inside = positions < done_lengths[:, :, None]
+    return SearchResult(tokens=jnp.where(inside, tokens, pad_id), lengths=done_lengths, scores=done_scores,
+                        token_scores=jnp.where(inside, done_steps, 0.0))

@@ -21,11 +21,14 @@ class SearchResult(NamedTuple):
     """n-best output per sentence, best first: tokens [B, K, L] (pad after eos), lengths [B, K] (tokens up to and
     including eos, or L when a hypothesis never emitted one), scores [B, K]: the sum of the chosen tokens'
     log-probs (through eos) over the GNMT penalty ((5 + length) / 6) ** alpha. K is the beam (1 for greedy and
-    sampling)."""
+    sampling). token_scores [B, K, L]: each output token's log-prob under the model (0 after the end; in beam
+    search, the candidate's running score minus its parent's, so to float32 rounding of the sums), what
+    `--print-scores` prints."""
 
     tokens: jax.Array
     lengths: jax.Array
     scores: jax.Array
+    token_scores: jax.Array
 
 
 def log_softmax(logits: jax.Array) -> jax.Array:

@@ -55,10 +55,14 @@ def search(
     row_max_len: jax.Array | None = None,
     temperature: float = 0.0,
     top_k: int = 0,
+    top_p: float = 1.0,
     key: jax.Array | None = None,
     reorder: ReorderFn | None = None,
     shared_encoder: bool = False,
     shrink_rows: int = 8,
+    no_repeat_ngram: int = 0,
+    prefix: jax.Array | None = None,
+    prefix_lengths: jax.Array | None = None,
 ) -> SearchResult:
     """n-best hypotheses per sentence, best first: tokens [B, K, max_len], lengths [B, K], scores [B, K] (K = beam).
 
@@ -71,8 +75,13 @@ def search(
         (e.g. a * src_len + b), <= max_len; eos is forced on a row's last allowed step. Without it greedy may
         end a row without eos (its length is then max_len); beam search always forces eos at max_len.
     alpha: GNMT length penalty exponent of the scores (and of beam search's ranking).
-    temperature, top_k, key: temperature > 0 samples (beam must be 1), among the `top_k` most likely tokens
-        when top_k > 0, step t with `fold_in(key, t)`; the score is still the model's log-prob.
+    temperature, top_k, top_p, key: temperature > 0 samples (beam must be 1), among the `top_k` most likely
+        tokens when top_k > 0 and within the top_p nucleus when top_p < 1 (`sampling.sampling_logits`); row b
+        draws step t with `fold_in(keys[b], t)`, `key` being one key per row [B] or one key (then row b's is
+        fold_in(key, b)); the score is still the model's log-prob.
+    no_repeat_ngram: N > 0 blocks every token that would repeat an N-gram of the hypothesis (eos never).
+    prefix, prefix_lengths: [B, P] int32 and [B]: sentence b's first prefix_lengths[b] output tokens are forced
+        to prefix[b, :prefix_lengths[b]], then the search goes on (`constraints.constrain`).
     reorder: `(state, rows [N]) -> state` with row i taken from row rows[i], cheaper than `take_rows` (one
         take of whole rows per leaf, the default) for states it knows, e.g. a KV cache written up to a prefix.
     shrink_rows: beam search drops finished sentences in stages down to this many (0: never); see `beam`.
@@ -85,10 +94,16 @@ def search(
         raise ValueError(f"sampling (temperature={temperature}) takes one hypothesis: beam={beam} must be 1")
     if shrink_rows < 0:
         raise ValueError(f"shrink_rows={shrink_rows} must be >= 0")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+    if no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram={no_repeat_ngram} must be >= 0")
+    if (prefix is None) != (prefix_lengths is None):
+        raise ValueError("prefix and prefix_lengths go together")
     ids = dict(batch=batch, max_len=max_len, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, alpha=alpha,
-               row_max_len=row_max_len)
+               row_max_len=row_max_len, no_repeat_ngram=no_repeat_ngram, prefix=prefix, prefix_lengths=prefix_lengths)
     if beam == 1:
-        return pick_search(step, enc, state, temperature=temperature, top_k=top_k, key=key, **ids)
+        return pick_search(step, enc, state, temperature=temperature, top_k=top_k, top_p=top_p, key=key, **ids)
     return beam_search(step, enc, state, beam=beam, reorder=reorder, shared_encoder=shared_encoder,
                        shrink_rows=shrink_rows, **ids)
 

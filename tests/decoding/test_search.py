@@ -116,7 +116,7 @@ def test_beam_one_means_greedy_in_both():
         pad_id=PAD, row_max_len=jnp.asarray(LIMITS)))()
     n_beam1 = np_search._beam(np_search.top_of(np_step, EOS), [np.arange(B)], list(init_state()), batch=B, beam=1,
                               max_len=L, bos_id=BOS, eos_id=EOS, pad_id=PAD, alpha=0.0, limit=LIMITS,
-                              reorder=np_search.take_rows, take=np_search.take_rows)
+                              reorder=np_search.take_rows, take=np_search.take_rows, rules=np_search.NO_RULES)
     for greedy, beam1 in ((j_greedy, j_beam1), (n_greedy, n_beam1)):
         np.testing.assert_array_equal(np.asarray(greedy.tokens), np.asarray(beam1.tokens))
         np.testing.assert_array_equal(np.asarray(greedy.lengths), np.asarray(beam1.lengths))
@@ -133,15 +133,15 @@ def test_sampling_scores_are_model_log_probs():
     """Sampling's score is the untempered log-prob of what it drew, as greedy's is."""
     r = jax.jit(lambda key: search(jax_step, jnp.arange(B, dtype=jnp.int32), init_state(), batch=B, max_len=L,
                                    bos_id=BOS, eos_id=EOS, pad_id=PAD, temperature=2.0, key=key))(jax.random.key(3))
-    tokens, lengths, scores = (np.asarray(x)[:, 0] for x in r)
+    tokens, lengths, scores = (np.asarray(x)[:, 0] for x in r[:3])
     for b in range(B):
         np.testing.assert_allclose(scores[b], path_log_prob(tokens[b], lengths[b], b), rtol=1e-6)
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match="does not sample"):
+    with pytest.raises(ValueError, match="one seed per sentence"):
         np_search.search(np_step, [np.arange(B)], list(init_state()), batch=B, max_len=L, bos_id=BOS, eos_id=EOS,
-                         pad_id=PAD, temperature=1.0)
+                         pad_id=PAD, rules=np_search.Rules(temperature=1.0))
     for kwargs, match in ((dict(beam=3, temperature=1.0), "one hypothesis"), (dict(beam=0), "beam=0")):
         with pytest.raises(ValueError, match=match):
             search(jax_step, jnp.arange(B), init_state(), batch=B, max_len=L, bos_id=BOS, eos_id=EOS, pad_id=PAD,
