@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from export.ensemble import EnsembleStepper
 from export.ort_step import DISABLED_OPTIMIZERS, OrtStepper, session_options
-from export.search import Arrays, SearchResult, search_top
+from export.search import NO_RULES, Arrays, Rules, SearchResult, search_top
 from export.text import TextFrontEnd, TranslationError, Vocab
 
 MANIFEST_FILE = "model.json"
@@ -127,11 +129,30 @@ class Translator:
             self.tokenizer = TOKENIZERS[spec["type"]](spec, Vocab(vocab["src"]), Vocab(vocab["tgt"]), directory)
 
     @classmethod
-    def load(cls, out: str | Path, *, int8: bool = False, threads: int | None = None,
-             optimization: str = "all") -> Translator:
+    def load(cls, out: str | Path, *, int8: bool = False, threads: int | None = None, optimization: str = "all",
+             ensemble: Sequence[str | Path] = ()) -> Translator:
         """Open the export in `out` (`int8=True`: the quantized graphs written by `--quantize int8`) with
         `threads` intra-op threads (None: one per core) and graph optimization level `optimization`
-        (disable, basic, extended, all)."""
+        (disable, basic, extended, all). ensemble: more exports decoded with it, their distributions averaged
+        each step (export/ensemble.py); they must share its vocabularies, tokenizer and special ids."""
+        first = cls._load(out, int8, threads, optimization)
+        if not ensemble:
+            return first
+        members = [first]
+        for other in ensemble:
+            member = cls._load(other, int8, threads, optimization)
+            for key in ("vocab", "special_ids", "tokenizer"):
+                if member.manifest.get(key) != first.manifest.get(key):
+                    raise TranslationError(f"{other} cannot join an ensemble with {out}: their {key} differ (export "
+                                           "models trained on the same data and tokenizer)")
+            members.append(member)
+        steps = [m.manifest["max_decode_steps"] for m in members if m.manifest.get("max_decode_steps")]
+        first.stepper = EnsembleStepper([m.stepper for m in members], first.eos_id)
+        first.manifest = dict(first.manifest, max_decode_steps=min(steps) if steps else None)
+        return first
+
+    @classmethod
+    def _load(cls, out: str | Path, int8: bool, threads: int | None, optimization: str) -> Translator:
         if threads is not None and threads < 1:
             raise TranslationError(f"threads={threads} must be >= 1")
         manifest = read_manifest(out)
@@ -164,12 +185,13 @@ class Translator:
         return logp, [v.numpy() for v in state]
 
     def search(self, src: np.ndarray, src_lengths: np.ndarray, *, beam: int = 1, max_len: int | None = None,
-               alpha: float = 0.0, row_max_len: np.ndarray | None = None) -> SearchResult:
+               alpha: float = 0.0, row_max_len: np.ndarray | None = None, rules: Rules = NO_RULES) -> SearchResult:
         """n-best ids for a batch of ids: tokens [B, K, L], lengths [B, K], scores [B, K] (K = beam; 1 is greedy).
 
         Scores are the length-penalised log-probs of `export.search` (greedy's too). `row_max_len` [B]: each
         row's bound (eos forced on its last step); `max_len` then defaults to the largest, capped by
-        max_decode_steps, instead of model.json's max_decode_len."""
+        max_decode_steps, instead of model.json's max_decode_len. rules: n-gram blocking, prefixes, sampling
+        (`export.search.Rules`)."""
         if beam < 1:
             raise TranslationError(f"beam={beam} must be >= 1")
         steps = self.manifest.get("max_decode_steps")
@@ -187,34 +209,59 @@ class Translator:
                                    "(max_src_len in model.json); split or shorten the input")
         enc, state = self.stepper.encode(src, src_lengths)
         st = self.stepper
-        return search_top(st.top_step, enc, state, batch=len(src), beam=beam, max_len=max_len, bos_id=self.bos_id,
-                          eos_id=self.eos_id, pad_id=self.pad_id, alpha=alpha, row_max_len=row_max_len,
-                          reorder=st.reorder, take=st.take)
+        try:
+            return search_top(st.top_step, enc, state, batch=len(src), beam=beam, max_len=max_len,
+                              bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, alpha=alpha,
+                              row_max_len=row_max_len, reorder=st.reorder, take=st.take, rules=rules)
+        except ValueError as e:  # a bad option (top_p, sampling with beams, ...): the caller's input
+            raise TranslationError(str(e)) from None
 
     # -- text ---------------------------------------------------------------------------------
 
-    def translate(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
-                  batch_size: int = 32, n_best: int = 1) -> list[str] | list[list[str]]:
-        """Translate `texts`; n_best > 1 gives a list per text, best first (see `hypotheses`)."""
-        hyps = self.hypotheses(texts, beam=beam, max_len=max_len, alpha=alpha, batch_size=batch_size, n_best=n_best)
+    def translate(self, texts: Sequence[str], *, n_best: int = 1, **options: Any) -> list[str] | list[list[str]]:
+        """Translate `texts`; n_best > 1 gives a list per text, best first (options: see `details`)."""
+        hyps = self.hypotheses(texts, n_best=n_best, **options)
         return [[t for t, _ in h] if n_best > 1 else h[0][0] for h in hyps]
 
-    def hypotheses(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
-                   batch_size: int = 32, n_best: int = 1) -> list[list[tuple[str, float]]]:
-        """The `n_best` best (text, search score) of each of `texts` (all checked before any is decoded).
+    def hypotheses(self, texts: Sequence[str], **options: Any) -> list[list[tuple[str, float]]]:
+        """The `n_best` best (text, search score) of each of `texts`; options: see `details`."""
+        return [[(h["text"], h["score"]) for h in hyps] for hyps in self.details(texts, **options)]
+
+    def details(self, texts: Sequence[str], *, beam: int = 1, max_len: int | None = None, alpha: float = 0.0,
+                batch_size: int = 32, n_best: int = 1, prefixes: Sequence[str | None] | None = None,
+                no_repeat_ngram: int = 0, sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+                top_p: float = 1.0, seed: int = 0) -> list[list[dict[str, Any]]]:
+        """The `n_best` best hypotheses of each of `texts` (all checked before any is decoded), best first, as
+        {"text", "score", "tokens", "token_scores"}: the search score, the output tokens through eos and each
+        one's log-prob (what `--print-scores` prints).
 
         Text exports bound each row by the task's a * source_length + b tokens (and by `max_len` if given), as
-        `s2s-jax translate` does; rows never influence each other, so chunking (longest first, to pad little)
-        does not change any output."""
+        `s2s-jax translate` does, with room for its prefix and eos. prefixes: per text, target text whose tokens
+        start the output. no_repeat_ngram: never repeat an n-gram. sample: draw each token from softmax(log-probs
+        / temperature) within the top_k and the top_p nucleus, a sentence's draws seeded by `seed` and its own
+        source ids. Rows never influence each other, so chunking (longest first, to pad little) does not change
+        any output."""
         if self.tokenizer is None:
             raise TranslationError("this export has no tokenizer (exported without a task); use search() on ids")
         if not 1 <= n_best <= beam:
             raise TranslationError(f"n_best={n_best} must be between 1 and beam={beam}")
         if batch_size < 1:
             raise TranslationError(f"batch_size={batch_size} must be >= 1")
+        if sample and beam > 1:
+            raise TranslationError(f"sampling takes one hypothesis: beam={beam} must be 1")
+        if prefixes is not None and not hasattr(self.tokenizer, "encode_target"):
+            raise TranslationError("this export's front end has no target tokenizer to encode a prefix with")
+        if prefixes is not None and len(prefixes) != len(texts):
+            raise TranslationError(f"{len(prefixes)} prefixes for {len(texts)} inputs: give one per input")
         rows = [self.tokenizer.encode(t) for t in texts]
+        forced = [self.tokenizer.encode_target(p) if p else [] for p in prefixes] if prefixes is not None else None
+        steps = self.manifest.get("max_decode_steps")
+        if forced and steps and max(map(len, forced)) + 1 > steps:
+            raise TranslationError(f"a prefix of {max(map(len, forced))} tokens leaves no room in this model's "
+                                   f"{steps} decoding positions; shorten it")
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         results: list[Any] = [None] * len(rows)
+        vocab = self.tokenizer.tgt.tokens
         for start in range(0, len(rows), batch_size):
             picked = order[start:start + batch_size]
             lengths = np.array([len(rows[i]) for i in picked], np.int64)
@@ -223,13 +270,38 @@ class Translator:
                 src[j, : len(rows[i])] = rows[i]
             row_max_len = self.tokenizer.row_limits(lengths)
             if row_max_len is not None:
-                caps = [c for c in (max_len, self.manifest.get("max_decode_steps")) if c is not None]
+                caps = [c for c in (max_len, steps) if c is not None]
                 row_max_len = np.minimum(row_max_len, min(caps)) if caps else row_max_len
-            out = self.search(src, lengths, beam=beam, max_len=max_len, alpha=alpha, row_max_len=row_max_len)
+            rules = self._rules(src, lengths, forced, picked, no_repeat_ngram, sample, temperature, top_k, top_p,
+                                seed)
+            if rules.prefix is not None and row_max_len is not None:
+                row_max_len = np.maximum(row_max_len, rules.prefix_lengths + 1)
+            out = self.search(src, lengths, beam=beam, max_len=max_len, alpha=alpha, row_max_len=row_max_len,
+                              rules=rules)
             for j, i in enumerate(picked):
-                results[i] = [(self.tokenizer.decode(out.tokens[j, k]), float(out.scores[j, k]))
+                results[i] = [{"text": self.tokenizer.decode(out.tokens[j, k]), "score": float(out.scores[j, k]),
+                               "tokens": [vocab[t] for t in out.tokens[j, k, : out.lengths[j, k]]],
+                               "token_scores": [float(x) for x in out.token_scores[j, k, : out.lengths[j, k]]]}
                               for k in range(n_best)]
         return results
+
+    @staticmethod
+    def _rules(src: np.ndarray, lengths: np.ndarray, forced: list[list[int]] | None, picked: list[int],
+               no_repeat_ngram: int, sample: bool, temperature: float, top_k: int, top_p: float, seed: int) -> Rules:
+        """The search rules of one chunk: its rows' prefixes (ids [B, P]) and sampling generators, each seeded
+        with (seed, crc32 of the row's int32 source ids), as s2s-jax keys a sentence's draws."""
+        prefix = prefix_lengths = seeds = None
+        if forced is not None:
+            prefix_lengths = np.array([len(forced[i]) for i in picked], np.int32)
+            prefix = np.zeros((len(picked), max(1, int(prefix_lengths.max()))), np.int64)
+            for j, i in enumerate(picked):
+                prefix[j, : prefix_lengths[j]] = forced[i]
+        if sample:
+            seeds = [(seed, zlib.crc32(np.asarray(r[:n], np.int32).tobytes())) for r, n in zip(src, lengths,
+                                                                                              strict=True)]
+        return Rules(no_repeat_ngram=no_repeat_ngram, prefix=prefix, prefix_lengths=prefix_lengths,
+                     temperature=temperature if sample else 0.0, top_k=top_k if sample else 0,
+                     top_p=top_p if sample else 1.0, seeds=seeds)
 
 
 def _check_names(manifest: dict[str, Any], key: str, session: ort.InferenceSession, path: Path) -> None:

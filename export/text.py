@@ -141,6 +141,10 @@ class TextFrontEnd:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tgt_tok.detokenize(self.tgt.decode(ids))
 
+    def encode_target(self, text: str) -> list[int]:
+        """A target-side text (a forced prefix) -> its ids, without eos."""
+        return self.tgt.encode(self.tgt_tok.tokenize(text))
+
     def row_limits(self, src_lengths: np.ndarray) -> np.ndarray:
         """[B] most tokens (eos included) each row may produce: TranslationTask.decode_limit's a * len + b."""
         return np.floor(self.len_a * np.asarray(src_lengths) + self.len_b).astype(np.int32)

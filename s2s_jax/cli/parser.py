@@ -56,7 +56,12 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
                    help="sample instead of searching (see --temperature, --top-k)")
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-k", type=int, help="sample among the K most likely tokens (0: all)")
-    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--top-p", type=float, help="sample within the nucleus of probability P (1: all)")
+    p.add_argument("--seed", type=int, help="sampling seed (a sentence's draws follow the seed and the sentence)")
+    p.add_argument("--no-repeat-ngram", type=int, metavar="N", help="never repeat an N-gram within an output")
+    p.add_argument("--ensemble", action="append", default=[], metavar="WORKDIR",
+                   help="decode with this run too (repeatable; same vocabularies), the models' probabilities "
+                        "averaged each step; --checkpoint applies to every one")
     p.add_argument("--batch-size", type=int, default=64, help="sentences decoded together")
 
 
@@ -150,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "jsonl"), default="text",
                    help="jsonl: one JSON object per input: input, hypotheses [{text, score}] (the search's "
                         "length-penalised log-prob), as `python -m export.runtime --format jsonl`")
+    p.add_argument("--prefix-file", metavar="FILE",
+                   help="force each output to start with the target text on the same line of FILE (one line per "
+                        "input; an empty line: no prefix); or give INPUT<TAB>PREFIX lines")
+    p.add_argument("--print-scores", action="store_true",
+                   help="with each hypothesis, its tokens and their log-probs (jsonl: tokens, token_scores; text: "
+                        "score<TAB>text)")
+    p.add_argument("--print-alignment", action="store_true",
+                   help="each output token's source position, the argmax of its attention (attention families; "
+                        "jsonl: alignment; text: Pharaoh SRC-TGT pairs after a tab)")
+    p.add_argument("--replace-unk", action="store_true",
+                   help="replace each <unk> of the output by the source token it is aligned to (attention families)")
     p.add_argument("--plot-attention", metavar="PNG",
                    help="write a heatmap of the attention weights (exactly one input, greedy; families with "
                         "attention weights)")

@@ -15,7 +15,7 @@ def decode_options(args: argparse.Namespace, defaults: Any) -> Any:
     """The run's decoding section (`defaults`) with the decoding flags that were given on top. `--sample` means
     one hypothesis (beam 1) unless --beam is given too, which is then an error; `--beam` alone turns sampling off."""
     values = {"beam": args.beam, "alpha": args.alpha, "temperature": args.temperature, "top_k": args.top_k,
-              "seed": args.seed}
+              "top_p": args.top_p, "seed": args.seed, "no_repeat_ngram": args.no_repeat_ngram}
     if args.sample:
         values.update(sample=True, beam=1 if args.beam is None else args.beam)
     elif args.beam is not None:
@@ -37,24 +37,27 @@ def _read_inputs(args: argparse.Namespace) -> list[str] | None:
     return None
 
 
-def _print_answers(translator: Any, texts: list[str], opts: Any, args: argparse.Namespace) -> None:
-    """Plain text (the best, or the n best tab-separated) or JSON lines with scores, one line per input."""
-    if args.format == "text" and args.n_best == 1:
-        for line in translator.translate(texts, opts):
-            print(line)
-        return
-    for text, hyps in zip(texts, translator.hypotheses(texts, opts, args.n_best), strict=True):
-        if args.format == "jsonl":
-            print(json.dumps({"input": text, "hypotheses": [{"text": t, "score": round(s, 6)} for t, s in hyps]},
-                             ensure_ascii=False))
-        else:
-            print("\t".join(t for t, _ in hyps))
+def _print_answers(translator: Any, texts: list[str], opts: Any, args: argparse.Namespace,
+                   prefixes: list[str] | None = None) -> None:
+    """One line per input (export/lines.py's `answer_line`, as the ONNX runtime prints them): plain text (the
+    best, or the n best tab-separated) or JSON lines with scores, tokens' scores and alignments if asked for."""
+    from export.lines import answer_line, split_prefixes  # standard library only
+
+    if prefixes is None:
+        texts, prefixes = split_prefixes(texts)
+    align = args.print_alignment
+    hyps = translator.details(texts, opts, args.n_best, prefixes, align=align, replace_unk=args.replace_unk)
+    for text, row in zip(texts, hyps, strict=True):
+        print(answer_line(text, [h._asdict() for h in row], args.format, scores=args.print_scores, alignment=align))
 
 
 def _print_stream(translator: Any, opts: Any, args: argparse.Namespace) -> int:
     """Translate stdin as it arrives, one answer per non-blank line (blank lines are skipped)."""
     from export.lines import stdin_batches  # standard library only; the runtime's CLI streams the same way
 
+    if args.prefix_file:
+        raise UserError("--prefix-file pairs its lines with --input FILE or arguments; on stdin give "
+                        "INPUT<TAB>PREFIX lines")
     answered = 0
     for texts in stdin_batches(sys.stdin, args.batch_size):  # stripped, blank lines skipped
         _print_answers(translator, texts, opts, args)
@@ -65,22 +68,44 @@ def _print_stream(translator: Any, opts: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_translate(args: argparse.Namespace) -> int:
-    from s2s_jax.run.translate import Translator
+def make_translator(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(run, its decoding options with the flags over them, its Translator with the --ensemble runs), all
+    checked before any input is read."""
+    from s2s_jax.run.translate import Translator, ensemble_members
     from s2s_jax.run.workdir import load_run
 
     run = load_run(args.workdir, args.checkpoint)
+    others = [load_run(w, args.checkpoint) for w in args.ensemble]
     opts = decode_options(args, run.config.decoding)
-    translator = Translator(run.config.model, run.params, run.task, args.batch_size)
-    translator.check(opts)  # before reading any input
+    translator = Translator(run.config.model, run.params, run.task, args.batch_size,
+                            ensemble=ensemble_members([run, *others]))
+    translator.check(opts)
+    return run, opts, translator
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    run, opts, translator = make_translator(args)
     if not 1 <= args.n_best <= opts.beam:
         raise UserError(f"--n-best {args.n_best} must be between 1 and the beam ({opts.beam}; give --beam)")
+    if args.print_alignment or args.replace_unk:
+        from s2s_jax.decoding.attention_weights import check_has_attention
+
+        check_has_attention(run.config.model)
     if args.plot_attention:
         return _translate_and_plot(args, run, translator, opts)
     texts = _read_inputs(args)
     if texts is None:
         return _print_stream(translator, opts, args)
-    _print_answers(translator, texts, opts, args)
+    prefixes = None
+    if args.prefix_file:
+        from export.lines import paired_prefixes  # standard library only
+        from s2s_jax.data.textfiles import read_lines
+
+        try:
+            prefixes = paired_prefixes(args.prefix_file, read_lines(args.prefix_file, allow_empty=True), len(texts))
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    _print_answers(translator, texts, opts, args, prefixes)
     return 0
 
 
@@ -136,9 +161,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.src:
         name, pairs = read_file_pair(args.src, args.ref)  # before the model is loaded: bad files fail fast
     run = load_run(args.workdir, args.checkpoint)
+    others = [load_run(w, args.checkpoint) for w in args.ensemble]
     out = args.out or str(Path(args.workdir) / "eval")
     opts = decode_options(args, run.config.decoding)
-    common = dict(batch_size=args.batch_size, limit=args.limit, progress=True)
+    common = dict(batch_size=args.batch_size, limit=args.limit, progress=True, ensemble=others)
     if args.src:
         result = evaluate_pairs(run, name, pairs, opts, out, data=f"{args.src},{args.ref}", **common)
     else:

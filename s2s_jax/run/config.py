@@ -38,8 +38,10 @@ class DecodeOptions:
 
     beam: 1 is greedy (argmax each step), K > 1 beam search with K beams (the search contract of
         `s2s_jax.decoding`: beam 1 means greedy there too). alpha: GNMT length penalty ((5 + len) / 6) ** alpha.
-    sample: draw each token from softmax(logits / temperature), among the `top_k` most likely when top_k > 0;
-        `seed` fixes the draws. Sampling takes one hypothesis, so it needs beam 1.
+    sample: draw each token from softmax(logits / temperature), among the `top_k` most likely when top_k > 0
+        and within the `top_p` nucleus when top_p < 1; `seed` fixes the draws (each sentence's from the seed and
+        the sentence itself, so not from its batch). Sampling takes one hypothesis, so it needs beam 1.
+    no_repeat_ngram: N > 0 never repeats an N-gram within an output (greedy, beam and sampling).
     """
 
     beam: int = 1
@@ -48,6 +50,8 @@ class DecodeOptions:
     temperature: float = 1.0
     top_k: int = 0
     seed: int = 0
+    top_p: float = 1.0
+    no_repeat_ngram: int = 0
 
     def __post_init__(self) -> None:
         check_ints_fit("decoding", self)
@@ -59,6 +63,10 @@ class DecodeOptions:
             raise ConfigError(f"decoding: temperature={self.temperature} must be a finite number > 0")
         if self.top_k < 0:
             raise ConfigError(f"decoding: top_k={self.top_k} must be >= 0 (0: every token)")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise ConfigError(f"decoding: top_p={self.top_p} must be in (0, 1] (1: every token)")
+        if self.no_repeat_ngram < 0:
+            raise ConfigError(f"decoding: no_repeat_ngram={self.no_repeat_ngram} must be >= 0 (0: no blocking)")
         if self.sample and self.beam > 1:
             raise ConfigError(f"decoding: sampling takes one hypothesis; choose beam={self.beam} or sample, not both")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def reference_lowercase(task: Any) -> bool:
 def evaluate_split(
     run: Any, split: str, opts: DecodeOptions | None, out_dir: str | Path, *, batch_size: int = 64,
     limit: int | None = None, data_dir: str | None = None, manual_dir: str | None = None, log: Any = print,
-    progress: bool = False,
+    progress: bool = False, ensemble: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Translate `split` of the run's dataset (a `workdir.Run`; Multi30k's extra test sets are also read straight
     from the manual dir when the prepared data lacks them) and score it: see `evaluate_pairs`."""
@@ -56,7 +57,7 @@ def evaluate_split(
         raise UserError(f"the {task.name} task has no dataset splits to evaluate; train with --data")
     pairs = task.read_splits([split], data_dir=data_dir, manual_dir=manual_dir)[split]
     return evaluate_pairs(run, split, pairs, opts, out_dir, batch_size=batch_size, limit=limit, log=log,
-                          progress=progress, data=task.data)
+                          progress=progress, data=task.data, ensemble=ensemble)
 
 
 def read_file_pair(source: str | Path, reference: str | Path) -> tuple[str, list[tuple[str, str]]]:
@@ -73,11 +74,13 @@ def read_file_pair(source: str | Path, reference: str | Path) -> tuple[str, list
 def evaluate_pairs(
     run: Any, name: str, pairs: list[tuple[str, str]], opts: DecodeOptions | None, out_dir: str | Path, *,
     batch_size: int = 64, limit: int | None = None, log: Any = print, progress: bool = False, data: str = "",
+    ensemble: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Translate the sources of `pairs`, write `{name}.{tag}.hyp` (one line per source, in order) and
     `{name}.{tag}.json` (scores and settings) under `out_dir`, and return the scores. `opts`: the decoding options
-    (default: the run's decoding section); `progress`: a bar on stderr when it is a terminal."""
-    from s2s_jax.run.translate import Translator
+    (default: the run's decoding section); `progress`: a bar on stderr when it is a terminal; `ensemble`: more
+    runs decoded with this one (`run.translate.ensemble_members`)."""
+    from s2s_jax.run.translate import Translator, ensemble_members
 
     opts = run.config.decoding if opts is None else opts
     task = run.task
@@ -89,9 +92,13 @@ def evaluate_pairs(
         raise UserError(f"{name} has no sentences to evaluate")
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     tag = f"beam{opts.beam}" if opts.method == "beam" else opts.method
+    tag += f".norepeat{opts.no_repeat_ngram}" if opts.no_repeat_ngram else ""
+    tag += f".ensemble{len(ensemble) + 1}" if ensemble else ""
+    members = ensemble_members([run, *ensemble])
     start = time.perf_counter()
     with progress_bar(len(sources), f"{name} {tag}", "sentence", enabled=progress) as bar:
-        hypotheses = Translator(run.config.model, run.params, task, batch_size).translate(sources, opts, bar.update)
+        translator = Translator(run.config.model, run.params, task, batch_size, ensemble=members)
+        hypotheses = translator.translate(sources, opts, bar.update)
     seconds = time.perf_counter() - start
     pretokenized = bool(getattr(task, "pretokenized", False))
     scores = corpus_scores(hypotheses, references, pretokenized=pretokenized, lowercase=reference_lowercase(task))
@@ -102,6 +109,7 @@ def evaluate_pairs(
     result = {
         "split": name, "data": data, "sentences": len(pairs), "step": run.step,
         "decoding": {"method": opts.method, **opts.to_dict()}, **scores, "seconds": round(seconds, 2),
+        "ensemble": [str(r.path) for r in ensemble],
         "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 1), "hypotheses": str(hyp_path),
     }
     (out_dir / f"{name}.{tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
