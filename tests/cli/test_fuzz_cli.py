@@ -32,7 +32,8 @@ def flag(name, values):
 
 
 DECODE_FLAGS = [flag("--beam", INT), flag("--alpha", NUMBER), flag("--temperature", NUMBER), flag("--top-k", INT),
-                flag("--seed", INT), flag("--batch-size", INT),
+                flag("--seed", INT), flag("--batch-size", INT), flag("--top-p", NUMBER), flag("--no-repeat-ngram", INT),
+                flag("--ensemble", st.sampled_from(["/nonexistent", "/"])),
                 flag("--checkpoint", st.sampled_from(["best", "latest", "0", "30", "999", "x"])),
                 st.tuples(st.just("--sample"))]
 
@@ -85,7 +86,9 @@ def text_run(tmp_path_factory):
 
 
 @fuzz(30)
-@given(flags=st.lists(st.one_of(*DECODE_FLAGS, flag("--input", st.sampled_from(["/nonexistent", "/", "FILE"]))),
+@given(flags=st.lists(st.one_of(*DECODE_FLAGS, flag("--input", st.sampled_from(["/nonexistent", "/", "FILE"])),
+                                flag("--prefix-file", st.sampled_from(["/nonexistent", "/"])),
+                                st.tuples(st.sampled_from(["--print-scores", "--print-alignment", "--replace-unk"]))),
                       max_size=4),
        inputs=st.lists(st.one_of(TEXT, st.sampled_from(["1+2", "9+9", "12+3", "1+", "+"])), max_size=3))
 def test_translate(addition_run, tmp_path_factory, capsys, flags, inputs):

@@ -133,8 +133,11 @@ from hypothesis import strategies as st  # noqa: E402
 from tests.cli.test_fuzz_cli import INT, NUMBER, SCALE, TEXT  # noqa: E402
 
 RUNTIME_FLAGS = st.lists(st.one_of(
-    st.tuples(st.sampled_from(["--beam", "--n-best", "--max-len", "--batch-size", "--threads"]), INT),
-    st.tuples(st.just("--alpha"), NUMBER),
+    st.tuples(st.sampled_from(["--beam", "--n-best", "--max-len", "--batch-size", "--threads", "--no-repeat-ngram",
+                               "--top-k", "--seed"]), INT),
+    st.tuples(st.sampled_from(["--alpha", "--temperature", "--top-p"]), NUMBER),
+    st.tuples(st.sampled_from(["--sample", "--print-scores"])),
+    st.tuples(st.sampled_from(["--prefix-file", "--ensemble"]), st.sampled_from(["/nonexistent", "/"])),
     st.tuples(st.just("--graph-optimization"), st.sampled_from(["all", "basic", "none", "extended", "max"])),
     st.tuples(st.just("--input"), st.sampled_from(["/nonexistent", "/"])),
     st.tuples(st.just("--int8")),
