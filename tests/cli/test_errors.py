@@ -221,13 +221,13 @@ def test_out_of_memory_and_ctrl_c_outside_training(workdir, capsys, monkeypatch)
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(Translator, "translate", exhausted)
+    monkeypatch.setattr(Translator, "decode_chunk_beams", exhausted)  # what every decoding path runs
     _error(capsys, ["translate", "--workdir", str(workdir), "1+2"], "out of memory (MemoryError)", "--batch-size")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Translator, "translate", interrupted)
+    monkeypatch.setattr(Translator, "decode_chunk_beams", interrupted)
     assert main(["translate", "--workdir", str(workdir), "1+2"]) == 130
     assert capsys.readouterr().err == "s2s-jax translate: interrupted\n"
 

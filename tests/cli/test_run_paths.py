@@ -34,15 +34,16 @@ def test_train_then_export_keeps_the_preset(beam_run, tmp_path):
 
 
 def _spy(monkeypatch):
-    """Record the options each Translator.translate call decodes with (and decode as it would)."""
+    """Record the options each Translator.details call (what `translate` prints from) decodes with, and decode as
+    it would."""
     seen = []
-    real = Translator.translate
+    real = Translator.details
 
-    def translate(self, texts, opts):
+    def details(self, texts, opts, *args, **kwargs):
         seen.append(opts)
-        return real(self, texts, opts)
+        return real(self, texts, opts, *args, **kwargs)
 
-    monkeypatch.setattr(Translator, "translate", translate)
+    monkeypatch.setattr(Translator, "details", details)
     return seen
 
 
