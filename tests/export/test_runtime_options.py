@@ -215,3 +215,32 @@ def test_runtime_help_lists_every_option(capsys):
     for flag in ("--beam", "--alpha", "--n-best", "--no-repeat-ngram", "--prefix-file", "--print-scores", "--sample",
                  "--temperature", "--top-k", "--top-p", "--seed", "--ensemble", "--format"):
         assert flag in text
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 0.9), (0.8, 5, 1.0), (1.5, 8, 0.7)])
+def test_both_sample_from_the_same_distribution_on_the_trained_model(runs, temperature, top_k, top_p):
+    """The first decoding step of the exported model in onnxruntime and of the JAX model: the same support (top-k,
+    nucleus) and the same probabilities to sample from."""
+    import jax
+    import jax.numpy as jnp
+
+    from export.search_rules import NEG_INF, sampling_logits
+    from s2s_jax.decoding.sampling import sampling_logits as jax_sampling_logits
+    from s2s_jax.decoding.search import model_step
+    from s2s_jax.models import build_model
+
+    run = load_run(runs[0][0])
+    src, lengths = run.task.encode_inputs(SENTENCES)
+    ort = Translator.load(runs[0][1])
+    bos = np.full(len(src), run.config.model.bos_id, np.int64)
+    enc_arrays, state_arrays = ort.encode(src.astype(np.int64), lengths.astype(np.int64))
+    ort_logp, _ = ort.step(enc_arrays, bos, state_arrays)
+    model, v = build_model(run.config.model), {"params": run.params}
+    enc = model.apply(v, src, lengths, method="encode")
+    state = model.apply(v, enc, max_decode_len=8, method="init_decode_state")
+    jax_logp, _ = model_step(model, run.params)["step"](enc, jnp.asarray(bos, jnp.int32), state)
+    n = sampling_logits(ort_logp, temperature, top_k, top_p)
+    j = np.asarray(jax_sampling_logits(jax_logp, temperature, top_k, top_p))
+    np.testing.assert_array_equal(n > NEG_INF / 2, j > NEG_INF / 2)
+    np.testing.assert_allclose(jax.nn.softmax(n, axis=-1), jax.nn.softmax(j, axis=-1), atol=1e-5)
+    assert (n > NEG_INF / 2).sum() < n.size  # something was cut
