@@ -150,7 +150,7 @@ def test_greedy_tokens_identical(exported):
     cfg = exported.cfg
     src, lengths = TASK.encode_inputs(PROBLEMS)
     res_j = jax_fns(cfg)[2](exported.params, src, lengths)
-    tokens_j, lengths_j, scores_j = (np.asarray(x)[:, 0] for x in res_j)
+    tokens_j, lengths_j, scores_j = (np.asarray(x)[:, 0] for x in res_j[:3])
     assert len(set(lengths_j.tolist())) > 1, "fixture should give varied output lengths"
     ids = dict(max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
     res_t = torch_search(exported.tmodel, src, lengths, **ids)
@@ -171,7 +171,7 @@ def test_beam_tokens_identical(exported, alpha):
     cfg = exported.cfg
     src, lengths = TASK.encode_inputs(PROBLEMS)
     res_j = jax_fns(cfg)[3](exported.params, src, lengths, BEAM, alpha)
-    tokens_j, lengths_j, scores_j = (np.asarray(x) for x in res_j)
+    tokens_j, lengths_j, scores_j = (np.asarray(x) for x in res_j[:3])
     ids = dict(max_len=MAX_LEN, bos_id=cfg.bos_id, eos_id=cfg.eos_id, pad_id=cfg.pad_id)
     res_t = torch_search(exported.tmodel, src, lengths, beam=BEAM, alpha=alpha, **ids)
     res_o = exported.translator.search(src, lengths, beam=BEAM, max_len=MAX_LEN, alpha=alpha)
