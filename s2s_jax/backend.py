@@ -1,6 +1,6 @@
 """Which variant of the backend-tuned kernels to trace: "cpu" (XLA CPU's) or "gpu" (what GPUs and TPUs prefer).
 
-Four spots were tuned on XLA CPU and cost time elsewhere, or miss a faster kernel there:
+Six spots were tuned on XLA CPU and cost time elsewhere, or miss a faster kernel there:
 
 - beam search's top-k (`decoding.topk.top_k`): "cpu" two passes (chunk maxima, then the k best chunks);
   "gpu" one `jax.lax.top_k` (a GPU sorts in parallel and gains nothing from the extra passes);
@@ -9,7 +9,11 @@ Four spots were tuned on XLA CPU and cost time elsewhere, or miss a faster kerne
 - dropout masks (`layers.dropout.dropout_bits`): "cpu" a counter hash, 20x cheaper than threefry on CPU;
   "gpu" `jax.random.bits` (threefry is cheap on a GPU);
 - Transformer attention (`layers.transformer`): "cpu" einsum, masked softmax, einsum; "gpu"
-  `jax.nn.dot_product_attention` (cuDNN flash attention on a GPU in bf16/fp16).
+  `jax.nn.dot_product_attention` (cuDNN flash attention on a GPU in bf16/fp16);
+- dense layers' weight gradients (`layers.dense`): "cpu" a custom VJP that computes x^T g as a canonical dot
+  (XLA CPU's fast kernels take no other form); "gpu" JAX's own rule;
+- the LSTM's recurrent weight gradient (`layers.recurrence`): "cpu" one matmul after the backward loop instead
+  of one small dot per time step; "gpu" flax's scan.
 "cpu" is the default on the CPU backend, "gpu" on every other one (GPU, TPU).
 
 The choice is made when a function is traced, so it is a property of the code path, not of the arrays: a function

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.layers.dense import Dense
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 
@@ -47,7 +48,7 @@ def weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
 
 def _dense(features: int, fan_in: int, use_bias: bool = True, name: str | None = None) -> nn.Dense:
     """nn.Dense with torch.nn.Linear's initialisation."""
-    return nn.Dense(features, use_bias=use_bias, kernel_init=linear_kernel,
+    return Dense(features, use_bias=use_bias, kernel_init=linear_kernel,
                     bias_init=uniform(1.0 / math.sqrt(fan_in)), name=name)
 
 

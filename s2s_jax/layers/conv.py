@@ -22,6 +22,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.backend import kernels
+from s2s_jax.layers.dense import matmul
+
 Init = Callable[..., jax.Array]
 
 
@@ -48,7 +51,7 @@ class Linear(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = _weight(self, (x.shape[-1], self.features), self.kernel_init, self.weight_norm)
         bias = self.param("bias", self.bias_init, (self.features,))
-        return x @ kernel + bias
+        return (matmul(x, kernel) if kernels() == "cpu" else x @ kernel) + bias
 
 
 class Conv1D(nn.Module):

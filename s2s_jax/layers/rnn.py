@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.layers import cells
+from s2s_jax.layers import cells, recurrence
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 
@@ -74,7 +74,13 @@ class RNNLayer(nn.Module):
         return x @ self.weight_ih.T + self.bias_ih
 
     def __call__(self, x: jax.Array, mask: jax.Array, carry: cells.Carry) -> tuple[jax.Array, cells.Carry]:
-        """x [B, T, in], mask [B, T] (True on real tokens) -> outputs [B, T, H], final carry."""
+        """x [B, T, in], mask [B, T] (True on real tokens) -> outputs [B, T, H], final carry.
+
+        The LSTM runs `recurrence.recurrence` (its weight gradient out of the backward loop; where that pays is
+        `recurrence.supported`), the other cells the flax `nn.scan` of `_Recurrence`."""
+        if recurrence.supported(self.cell, self.reset_after):
+            carry, ys = recurrence.recurrence(self.cell, self.project(x), mask, carry, self.weight_hh, self.bias_hh)
+            return ys, carry
         carry, ys = self.recurrence(carry, (self.project(x), mask), self.weight_hh, self.bias_hh)
         return ys, carry
 

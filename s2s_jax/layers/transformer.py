@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.backend import kernels, on_accelerator
+from s2s_jax.layers.dense import Dense
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import uniform
 
@@ -42,7 +43,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def dense(features: int, fan_in: int, torch_bias: bool) -> nn.Dense:
     """Xavier-uniform kernel (tutorial 6's `initialize_weights`, also Vaswani's); bias as torch's default or zero."""
     bias_init = uniform(1.0 / math.sqrt(fan_in)) if torch_bias else nn.initializers.zeros
-    return nn.Dense(features, kernel_init=nn.initializers.xavier_uniform(), bias_init=bias_init)
+    return Dense(features, kernel_init=nn.initializers.xavier_uniform(), bias_init=bias_init)
 
 
 def layer_norm() -> nn.LayerNorm:

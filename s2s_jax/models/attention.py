@@ -38,6 +38,7 @@ from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
 from s2s_jax.layers import cells
 from s2s_jax.layers.attention import AdditiveAttention, LocationAttention, LuongAttention
+from s2s_jax.layers.dense import Dense
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, length_mask, reverse_within_lengths
@@ -114,7 +115,7 @@ class DecodeState:
 
 
 def _dense(features: int, fan_in: int, use_bias: bool = True) -> nn.Dense:
-    return nn.Dense(features, use_bias=use_bias, kernel_init=linear_kernel, bias_init=uniform(1.0 / math.sqrt(fan_in)))
+    return Dense(features, use_bias=use_bias, kernel_init=linear_kernel, bias_init=uniform(1.0 / math.sqrt(fan_in)))
 
 
 class AttentionSeq2Seq(nn.Module):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.config import ConfigError, ModelConfig
+from s2s_jax.layers.dense import Dense
 from s2s_jax.layers.dropout import Dropout
 from s2s_jax.layers.init import linear_kernel, uniform
 from s2s_jax.layers.rnn import RNNStack, reverse_within_lengths
@@ -61,7 +62,7 @@ class RNNSeq2Seq(nn.Module):
         self.encoder = RNNStack(c.cell, c.emb_dim, c.hid_dim, c.n_layers, False, c.dropout, c.reset_after)
         self.decoder = RNNStack(c.cell, dec_in, c.hid_dim, c.n_layers, False, c.dropout, c.reset_after)
         bound = 1.0 / out_in**0.5
-        self.out = nn.Dense(c.tgt_vocab_size, kernel_init=linear_kernel, bias_init=uniform(bound))
+        self.out = Dense(c.tgt_vocab_size, kernel_init=linear_kernel, bias_init=uniform(bound))
         self.drop = Dropout(c.dropout if c.embed_dropout else 0.0)
 
     def _embed(self, table: nn.Embed, ids: jax.Array, train: bool) -> jax.Array:
