@@ -218,22 +218,14 @@ class Translator:
         self.check(opts)
         outputs: list[np.ndarray | None] = [None] * len(src)
         scores = np.zeros(len(src), np.float32)
-        for row, out, _, _ in self._rows(src, src_lengths, opts, progress, prefixes):
-            tokens, lengths, row_scores = out[0], out[1], out[2]
-            outputs[row], scores[row] = tokens[0, : lengths[0]], row_scores[0]
-        return outputs, scores  # type: ignore[return-value]
-
-    def _rows(self, src: np.ndarray, src_lengths: np.ndarray, opts: DecodeOptions,
-              progress: Callable[[int], Any] | None = None, prefixes: Sequence[np.ndarray] | None = None,
-              ) -> Iterator[tuple[int, tuple[np.ndarray, ...], Chunk, int]]:
-        """(input row, its (tokens [K, L], lengths [K], scores [K], token_scores [K, L]), its chunk, its row in the
-        chunk) for every real row, chunk by chunk, best first."""
         for c in self.chunks(src, src_lengths, prefixes):
-            out = self.decode_chunk_beams(c, opts)
+            tokens, lengths, chunk_scores, _ = self.decode_chunk_beams(c, opts)
             for j in range(c.real):
-                yield int(c.rows[j]), tuple(x[j] for x in out), c, j
+                row = int(c.rows[j])
+                outputs[row], scores[row] = tokens[j, 0, : lengths[j, 0]], chunk_scores[j, 0]
             if progress is not None:
                 progress(c.real)
+        return outputs, scores  # type: ignore[return-value]
 
     def encode_prefixes(self, prefixes: Sequence[str | None]) -> list[np.ndarray]:
         """Target-side texts (None or "": no prefix) -> their ids, without eos."""
@@ -261,16 +253,20 @@ class Translator:
         src, src_lengths = self.task.encode_inputs(list(texts))
         ids = None if prefixes is None else self.encode_prefixes(prefixes)
         out: list[list[Hypothesis]] = [[] for _ in texts]
-        for row, (tokens, lengths, scores, steps), c, j in self._rows(src, src_lengths, opts, prefixes=ids):
-            for k in range(n_best):
-                output = tokens[k, : lengths[k]]
-                where = self._align(c, j, tokens[k]) [: lengths[k]] if (align or replace_unk) else None
-                text = (self._replace_unk(texts[row], output, where) if replace_unk
-                        else self.task.decode_output(output))
-                vocab = self.task.tgt_vocab.tokens
-                out[row].append(Hypothesis(text, float(scores[k]), [vocab[i] for i in output],
-                                           [float(x) for x in steps[k, : lengths[k]]],
-                                           None if where is None else [int(x) for x in where]))
+        vocab = self.task.tgt_vocab.tokens
+        for c in self.chunks(src, src_lengths, ids):
+            tokens, lengths, scores, steps = self.decode_chunk_beams(c, opts)
+            aligned = [self._align(c, tokens[:, k]) for k in range(n_best)] if (align or replace_unk) else None
+            for j in range(c.real):
+                row = int(c.rows[j])
+                for k in range(n_best):
+                    n = lengths[j, k]
+                    output, where = tokens[j, k, :n], None if aligned is None else aligned[k][j, :n]
+                    text = (self._replace_unk(texts[row], output, where) if replace_unk
+                            else self.task.decode_output(output))
+                    out[row].append(Hypothesis(text, float(scores[j, k]), [vocab[i] for i in output],
+                                               [float(x) for x in steps[j, k, :n]],
+                                               None if where is None else [int(x) for x in where]))
         return out
 
     def _attention(self) -> Callable:
@@ -281,12 +277,13 @@ class Translator:
             self._weights = make_attention_weights(build_model(self.cfg))
         return self._weights
 
-    def _align(self, c: Chunk, j: int, tokens: np.ndarray) -> np.ndarray:
-        """[L] source position of each output token of row j of chunk c: argmax of its attention over the source."""
-        n = int(c.src_lengths[j])
-        weights = np.asarray(self._attention()(self.params, c.src[j:j + 1, :n], c.src_lengths[j:j + 1],
-                                                np.asarray(tokens, np.int32)[None]))
-        return weights[0, :, :n].argmax(axis=-1)
+    def _align(self, c: Chunk, tokens: np.ndarray) -> np.ndarray:
+        """[B, L] source position of each output token (tokens [B, L]) of chunk c: the argmax of its attention
+        over the row's own source positions. One call per chunk, on the chunk's shapes (compiled once per
+        shape; padding changes no row's weights, the model contract's invariant)."""
+        weights = np.asarray(self._attention()(self.params, c.src, c.src_lengths, np.asarray(tokens, np.int32)))
+        inside = np.arange(weights.shape[-1])[None, None, :] < c.src_lengths[:, None, None]
+        return np.where(inside, weights, -np.inf).argmax(axis=-1)
 
     def _replace_unk(self, text: str, output: np.ndarray, where: np.ndarray) -> str:
         """The output's text with each <unk> replaced by the source token at its aligned position."""
