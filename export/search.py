@@ -5,7 +5,8 @@ DESIGN.md, "Decoding: one search contract". The model is a `step(enc, token, sta
 search drives onnxruntime sessions (export.runtime), the torch_ref mirror
 (`export.graphs.numpy_stepper`: tests, bench) or anything else. Imports numpy only.
 
-Same signature and semantics as the JAX `search` (no sampling: temperature is refused),
+Same semantics as the JAX `search` (its options beyond beam and length gathered in `Rules`;
+sampling draws with numpy's generators, so from the same distribution, not the same draws),
 and, for the same step function, the same tokens and the same scores: the arithmetic
 is float32 throughout and `top_k` breaks ties by lower index (as `jax.lax.top_k` and
 `jnp.argmax` do).
