@@ -53,6 +53,15 @@ SETTINGS: dict[str, tuple[list[str], int]] = {
     "bentrevett-convs2s": (["--lr", "5e-4", "--set", "hid_dim=256", "--set", "n_layers=6"], 300),
     "bentrevett-transformer": (["--lr", "5e-4"], 300),
 }
+# runs named by a recipe (`--recipe`, config as data): (model preset, data flags, training flags, eval every N).
+# The recipe sets the model sizes, the optimizer and the batches; --checkpoint-every 100 keeps the last 10
+# checkpoints within the last 1,000 updates, as fairseq's per-epoch checkpoints are for Multi30k.
+RECIPE_RUNS: dict[str, tuple[str, list[str], list[str], int]] = {
+    "multi30k-tiny": ("marian", ["--data", "multi30k:de-en:tok", "--tokenizer", "spm", "--spm-vocab-size", "10000",
+                                 "--buckets", "12,16,24,32,48"],
+                      ["--recipe", "multi30k-tiny", "--steps", "1000000", "--best-metric", "bleu",
+                       "--checkpoint-every", "100", "--keep", "10", "--no-progress"], 500),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,11 +69,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, required=True, help="wall-clock training budget per model")
     p.add_argument("--minutes-for", action="append", default=[], metavar="PRESET=M",
                    help="another budget for one preset, e.g. bentrevett-gru=10")
-    p.add_argument("--presets", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
+    p.add_argument("--presets", default=",".join(SETTINGS),
+                   help="comma-separated, from: " + ", ".join([*SETTINGS, *RECIPE_RUNS]))
     p.add_argument("--root", default="runs/quality", help="one workdir per preset is created under it")
     p.add_argument("--manual-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"),
                    help="the Multi30k files (default ../shared/data/multi30k)")
     p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--average", type=int, default=0, metavar="N",
+                   help="also average the last N kept checkpoints (`s2s-jax average`) and score that on test_2016")
     p.add_argument("--eval-every", type=int, help="validation BLEU every N steps (default: per preset, see SETTINGS)")
     p.add_argument("--set", action="append", default=[], metavar="PRESET:KEY=VALUE",
                    help="extra model override for one preset, e.g. bentrevett-convs2s:n_layers=6")
@@ -76,11 +88,16 @@ def budget(preset: str, args: argparse.Namespace) -> float:
     return float(given.get(preset, args.minutes))
 
 
-def train_command(preset: str, workdir: Path, args: argparse.Namespace) -> list[str]:
-    flags, every = SETTINGS[preset]
-    extra = [x for item in args.set if item.startswith(preset + ":") for x in ("--set", item.split(":", 1)[1])]
-    return ["s2s-jax", "train", "--preset", preset, *DATA, "--manual-dir", args.manual_dir, *COMMON, *flags, *extra,
-            "--eval-every", str(args.eval_every or every), "--minutes", f"{budget(preset, args):g}",
+def train_command(name: str, workdir: Path, args: argparse.Namespace) -> list[str]:
+    """The `s2s-jax train` command of one row: a bentrevett preset (SETTINGS) or a recipe run (RECIPE_RUNS)."""
+    if name in RECIPE_RUNS:
+        preset, data, flags, every = RECIPE_RUNS[name]
+    else:
+        (flags, every), preset, data = SETTINGS[name], name, DATA
+        flags = [*COMMON, *flags]
+    extra = [x for item in args.set if item.startswith(name + ":") for x in ("--set", item.split(":", 1)[1])]
+    return ["s2s-jax", "train", "--preset", preset, *data, "--manual-dir", args.manual_dir, *flags, *extra,
+            "--eval-every", str(args.eval_every or every), "--minutes", f"{budget(name, args):g}",
             "--workdir", str(workdir)]
 
 
@@ -118,13 +135,29 @@ def one_model(preset: str, args: argparse.Namespace) -> dict:
         raise SystemExit(f"{preset}: evaluate used step {result['step']}, the best validation BLEU is at "
                          f"{best['step']}")
     config = json.loads((workdir / "config.json").read_text())
-    return {
+    row = {
         "preset": preset, "reference_bleu": REFERENCE_BLEU.get(preset), "test_bleu": result["bleu"],
         "test_chrf": result["chrf"], "valid_bleu": best["bleu"], "best_step": best["step"],
         "steps": history[-1]["step"], "train_seconds": round(train_s), "params": _param_count(workdir),
         "sizes": _sizes(config["model"]), "minutes": budget(preset, args), "cores": len(os.sched_getaffinity(0)),
+        "target_tokens": _tokens_seen(workdir), "curve": [(h["step"], round(h["bleu"], 2)) for h in evals],
         "commands": [shlex.join(train), shlex.join(evaluate)],
     }
+    if args.average:
+        average = ["s2s-jax", "average", "--workdir", str(workdir), "--last", str(args.average)]
+        run_cli(average, log)
+        averaged = evaluate[:evaluate.index("--checkpoint") + 1] + ["averaged", "--beam", str(args.beam)]
+        row["averaged_bleu"] = json.loads(run_cli(averaged, log).strip().splitlines()[-1])["bleu"]
+        row["commands"] += [shlex.join(average), shlex.join(averaged)]
+    return row
+
+
+def _tokens_seen(workdir: Path) -> int:
+    """Target tokens trained on, summed from train.jsonl (each record counts the tokens since the one before)."""
+    path = workdir / "train.jsonl"
+    if not path.exists():
+        return 0
+    return int(sum(json.loads(line).get("tokens", 0) for line in path.read_text().splitlines() if line.strip()))
 
 
 def _param_count(workdir: Path) -> int:
@@ -150,9 +183,14 @@ def markdown(rows: list[dict], beam: int) -> str:
         ref = f"{r['reference_bleu']:.1f}" if r["reference_bleu"] is not None else "-"
         lines.append(f"| `{r['preset']}` | {r['sizes']} | {r['params'] / 1e6:.1f}M | {r['cores']} | "
                      f"{r['minutes']:g} min ({r['train_seconds'] / 60:.1f} min run) | "
-                     f"{r['steps']:,} ({r['best_step']:,}) | {r['valid_bleu']:.2f} | **{r['test_bleu']:.2f}** "
+                     f"{r['steps']:,} ({r['best_step']:,}) | {r['valid_bleu']:.2f} | **{r['test_bleu']:.2f}**"
+                     f"{_averaged(r)} "
                      f"| {ref} |")
     return "\n".join(lines)
+
+
+def _averaged(row: dict) -> str:
+    return f" (averaged: {row['averaged_bleu']:.2f})" if row.get("averaged_bleu") is not None else ""
 
 
 def report(paths: list[str], beam: int) -> int:
@@ -162,7 +200,7 @@ def report(paths: list[str], beam: int) -> int:
         for r in json.loads(Path(path).read_text()):
             workdir = Path(path).parent / r["preset"]
             rows.append({**r, "sizes": _sizes(json.loads((workdir / "config.json").read_text())["model"])})
-    rows.sort(key=lambda r: list(SETTINGS).index(r["preset"]))
+    rows.sort(key=lambda r: [*SETTINGS, *RECIPE_RUNS].index(r["preset"]))
     print(markdown(rows, beam))
     return 0
 
@@ -174,14 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         return report(argv[1:], beam=5)
     args = parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
-    unknown = [p for p in presets if p not in SETTINGS]
+    unknown = [p for p in presets if p not in SETTINGS and p not in RECIPE_RUNS]
     if unknown:
-        raise SystemExit(f"unknown preset(s) {unknown}; choose from {', '.join(SETTINGS)}")
+        raise SystemExit(f"unknown preset(s) {unknown}; choose from {', '.join([*SETTINGS, *RECIPE_RUNS])}")
     rows = []
     for preset in presets:
         rows.append(one_model(preset, args))
         Path(args.root, "quality.json").write_text(json.dumps(rows, indent=1) + "\n")
-        print(json.dumps({k: rows[-1][k] for k in ("preset", "test_bleu", "valid_bleu", "steps")}), flush=True)
+        print(json.dumps({k: rows[-1].get(k) for k in ("preset", "test_bleu", "averaged_bleu", "valid_bleu", "steps",
+                                                        "target_tokens", "curve")}), flush=True)
     print(f"\n{datetime.date.today()}, {machine()}\n")
     print(markdown(rows, args.beam))
     print("\ncommands:")
