@@ -91,7 +91,8 @@ def ort_decoder(runtime: OrtTranslator, opts: DecodeOptions, forced: int | None 
             enc, state = st.encode(c.src[:, : int(c.src_lengths.max())], c.src_lengths)  # as search() crops
             r = search_top(st.top_step, enc, state, batch=len(c.src), beam=_beam(opts), max_len=forced,
                            bos_id=runtime.bos_id, eos_id=int(runtime.manifest["config"]["tgt_vocab_size"]),
-                           pad_id=runtime.pad_id, alpha=opts.alpha, reorder=st.reorder, take=st.take)
+                           pad_id=runtime.pad_id, alpha=opts.alpha, reorder=st.reorder, take=st.take,
+                           shared_encoder=st.shared_encoder)
         return r.tokens[:, 0], r.lengths[:, 0]
 
     return decode

@@ -29,6 +29,9 @@ class EnsembleStepper:
 
     def __init__(self, members: Sequence[Any], eos_id: int) -> None:
         self.members, self.eos_id = list(members), eos_id
+        # per-sentence encoder rows only if every member reads them so; a shared-encoder member also reads
+        # per-row ones (one row a sentence)
+        self.shared_encoder = all(getattr(m, "shared_encoder", False) for m in self.members)
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[list, list]:
         out = [m.encode(src, src_lengths) for m in self.members]

@@ -10,10 +10,12 @@ axis 0 as the contract requires, so the runtime can repeat and gather beams
 without knowing what they hold. Precomputed attention keys are just another
 encoder tensor. A family plugs in by having a torch_ref model whose contract
 methods trace under `torch.export` (its record's `export_note` says how).
-Where the record says `growing_state`, the graphs use the mirror's growing
-decode state instead of the contract's fixed one (`StateMethods`): the KV cache
-of a Transformer then holds the positions decoded so far, so a step's cost
-follows the decoded length instead of cfg.max_len.
+Where the record says `cache_state`, the graphs use the mirror's cache state
+instead of the contract's fixed one (`StateMethods`): the encoder graph returns
+no state (the runtime allocates the buffers, export/cache.py), and the step
+takes the buffers and their decoded `length` and returns only the new position,
+so a step's cost follows the decoded length instead of cfg.max_len and no step
+copies the cache.
 """
 
 from __future__ import annotations
@@ -48,53 +50,59 @@ def contract_step(model: nn.Module, enc: Any, token: torch.Tensor, state: Any) -
 
 class StateMethods:
     """The decode state the exported graphs carry: the contract's (`init_decode_state`, `decode_step`), or, where
-    the family record says `growing_state`, the mirror's growing one (`init_growing_state`, `decode_step_growing`)."""
+    the family record says `cache_state`, the mirror's cache buffers (`init_cache_state`, `decode_step_cached`),
+    whose step returns the new position's rows instead of the next state."""
 
-    def __init__(self, model: nn.Module, growing: bool) -> None:
-        self.model, self.growing = model, growing
+    def __init__(self, model: nn.Module, cached: bool) -> None:
+        self.model, self.cached = model, cached
 
-    def init(self, enc: Any) -> Any:
-        return self.model.init_growing_state(enc) if self.growing else self.model.init_decode_state(enc)
+    def init(self, enc: Any, capacity: int = 1) -> Any:
+        return self.model.init_cache_state(enc, capacity) if self.cached else self.model.init_decode_state(enc)
 
-    def step(self, enc: Any, token: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        if not self.growing:
+    def step(self, enc: Any, token: torch.Tensor, state: Any,
+             length: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        if not self.cached:
             return contract_step(self.model, enc, token, state)
-        out = self.model.decode_step_growing(enc, token, state)
+        out = self.model.decode_step_cached(enc, token, state, length)
         return out[0], out[1]
 
 
 class EncoderGraph(nn.Module):
-    """encode + the initial decode state, returning the kept encoder leaves then every state leaf."""
+    """encode + the initial decode state, returning the kept encoder leaves then every state leaf (none for a
+    cache state: the runtime allocates its buffers)."""
 
-    def __init__(self, model: nn.Module, keep: list[int] | None = None, growing: bool = False) -> None:
+    def __init__(self, model: nn.Module, keep: list[int] | None = None, cached: bool = False) -> None:
         super().__init__()
-        self.model, self.keep, self.methods = model, keep, StateMethods(model, growing)
+        self.model, self.keep, self.methods = model, keep, StateMethods(model, cached)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
         enc = self.model.encode(src, src_lengths)
-        state = self.methods.init(enc)
         enc_leaves = pytree.tree_leaves(enc)
         if self.keep is not None:
             enc_leaves = [enc_leaves[i] for i in self.keep]
-        return (*enc_leaves, *pytree.tree_leaves(state))
+        if self.methods.cached:
+            return tuple(enc_leaves)
+        return (*enc_leaves, *pytree.tree_leaves(self.methods.init(enc)))
 
 
 class DecoderStepGraph(nn.Module):
-    """One decode_step with log_softmax inside; encoder leaves not in `keep` are None (unused by the step)."""
+    """One decode_step with log_softmax inside; encoder leaves not in `keep` are None (unused by the step). With a
+    cache state the step also takes `length` (a 0-d int64) and returns the new position's rows, not a state."""
 
     def __init__(self, model: nn.Module, enc_spec: pytree.TreeSpec, keep: list[int],
-                 state_spec: pytree.TreeSpec, growing: bool = False) -> None:
+                 state_spec: pytree.TreeSpec, cached: bool = False) -> None:
         super().__init__()
         self.model, self.enc_spec, self.keep, self.state_spec = model, enc_spec, keep, state_spec
-        self.methods = StateMethods(model, growing)
+        self.methods = StateMethods(model, cached)
 
-    def forward(self, token: torch.Tensor, enc: tuple[torch.Tensor, ...],
-                state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def forward(self, token: torch.Tensor, enc: tuple[torch.Tensor, ...], state: tuple[torch.Tensor, ...],
+                length: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         leaves: list[Any] = [None] * self.enc_spec.num_leaves
         for i, tensor in zip(self.keep, enc, strict=True):
             leaves[i] = tensor
         enc_tree = pytree.tree_unflatten(leaves, self.enc_spec)
-        logits, new_state = self.methods.step(enc_tree, token, pytree.tree_unflatten(list(state), self.state_spec))
+        logits, new_state = self.methods.step(enc_tree, token, pytree.tree_unflatten(list(state), self.state_spec),
+                                              length)
         return (torch.log_softmax(logits.float(), dim=-1), *pytree.tree_leaves(new_state))
 
 

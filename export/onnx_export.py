@@ -16,12 +16,14 @@ onnxruntime at sizes other than the export sample (batch 1 and 3, source 1 and
 9) against the *unswapped* torch_ref model (packed sequences), so a wrong
 export fails here, not in production. The maximum error is kept in model.json.
 
-The decoder step keeps the state in onnxruntime between steps: families whose
-record says `growing_state` carry a KV cache that grows a position a step
-(its axis is found by running one step eagerly: the axes that grow are
-"steps"), and export/step_heads.py adds the search head (eos forcing, beam
-scores, per-row top-k) to the step and writes `state_reorder.onnx`, the
-Gather that repeats and reorders beams on onnxruntime's own buffers.
+Families whose record says `cache_state` (the Transformers) export their KV
+cache as buffers the runtime owns (export/cache.py): the step takes them and
+their decoded `length` and returns the new position's rows, which the runtime
+writes in place (the buffers' position axis, "capacity", is found by building
+the state at two capacities). The other families' state stays in onnxruntime
+between steps, and `state_reorder.onnx`, one Gather per state tensor, repeats
+and reorders beams on onnxruntime's own buffers. export/step_heads.py adds the
+search head (eos forcing, beam scores, per-row top-k) to every step.
 
 Every family goes through this one path; its record's `export_note`
 (s2s_jax.models.family) says what it contributes. Limits the ONNX graph would
@@ -29,7 +31,7 @@ not enforce itself are probed and written to model.json for the runtime:
 `max_src_len` (the torch model refuses longer sources: location attention,
 learned positions) and `max_decode_steps` (families whose record says
 `state_holds_max_len` keep cfg.max_len positions in their decode state; a
-growing state is bounded by the positional limit alone).
+cache state is bounded by the positional limit alone).
 """
 
 from __future__ import annotations
@@ -52,17 +54,19 @@ from torch.utils import _pytree as pytree
 
 import torch_ref
 from export import graphs, rnn_op, step_heads
+from export.cache import Cache
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
 from s2s_jax.models import family, target_limit
 from torch_ref.convert import flax_to_torch
 
 FORMAT = "s2s-jax-onnx"
-VERSION = 2  # 2: the state stays in onnxruntime (growing caches, search head, state_reorder.onnx)
+VERSION = 3  # 2: the state stays in onnxruntime (search head, state_reorder.onnx); 3: cache states written in place
 ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "model.json"
 REORDER_FILE = "state_reorder.onnx"
+CACHE_LENGTH = "length"  # the cache step's input: how many positions of the buffers are decoded
 SAMPLES = ((2, 5), (3, 7))  # (batch, source length) of the two eager runs; the first is the export sample
-SAMPLE_STEPS = 2  # a growing state is traced after this many steps (torch.export specializes sizes 0 and 1)
+SAMPLE_CAPACITY, SAMPLE_LENGTH = 3, 2  # a cache state is traced at these sizes (torch.export specializes 0 and 1)
 CHECK_SIZES = ((1, 1), (3, 9))  # sizes the exported graphs are run at against torch_ref
 CHECK_STEPS = 3
 CHECK_ATOL = CHECK_RTOL = 1e-4  # on log-probs; relative part for large trained models' large negative log-probs
@@ -85,14 +89,18 @@ def _sample_batch(cfg: ModelConfig, batch: int, length: int, seed: int) -> tuple
     return torch.from_numpy(src), torch.from_numpy(lengths)
 
 
-def _grown_axes(before: list[torch.Tensor], after: list[torch.Tensor], names: list[str]) -> dict[str, dict]:
-    """{name: {axis: "steps"}} for the state axes one decode step changes (a growing cache's positions)."""
-    grown: dict[str, dict[int, str]] = {}
-    for name, x, y in zip(names, before, after, strict=True):
-        if x.dim() != y.dim():
-            raise ValueError(f"{name} changes rank in a decode step")
-        grown[name] = {axis: "steps" for axis, (n0, n1) in enumerate(zip(x.shape, y.shape, strict=True)) if n0 != n1}
-    return grown
+def _capacity_axis(methods: graphs.StateMethods, enc: Any, names: list[str]) -> int:
+    """The position axis of a cache state: the one axis that follows the capacity, the same in every tensor."""
+    small, large = (pytree.tree_leaves(methods.init(enc, c)) for c in (SAMPLE_CAPACITY, SAMPLE_CAPACITY + 1))
+    found = set()
+    for name, x, y in zip(names, small, large, strict=True):
+        axes = [a for a, (n0, n1) in enumerate(zip(x.shape, y.shape, strict=True)) if n0 != n1]
+        if len(axes) != 1:
+            raise ValueError(f"{name}: a cache state tensor needs exactly one position axis, got {axes}")
+        found.add(axes[0])
+    if len(found) != 1:
+        raise ValueError(f"cache state tensors {names} put their positions on different axes {sorted(found)}")
+    return found.pop()
 
 
 def _axes(runs: list[tuple[tuple[int, ...], int, int]], name: str) -> dict[int, str]:
@@ -116,10 +124,10 @@ def _axes(runs: list[tuple[tuple[int, ...], int, int]], name: str) -> dict[int, 
     return axes
 
 
-def _trees(model: torch.nn.Module, src: torch.Tensor, lengths: torch.Tensor, growing: bool = False):
+def _trees(model: torch.nn.Module, src: torch.Tensor, lengths: torch.Tensor, cached: bool = False):
     with torch.no_grad():
         enc = model.encode(src, lengths)
-        return enc, graphs.StateMethods(model, growing).init(enc)
+        return enc, graphs.StateMethods(model, cached).init(enc, SAMPLE_CAPACITY)
 
 
 def _unused_inputs(proto: onnx.ModelProto) -> set[str]:
@@ -169,15 +177,6 @@ def _dims(axes: dict[int, str], dims: dict[str, Any]) -> dict[int, Any] | None:
     return {axis: dims[kind] for axis, kind in axes.items()} or None
 
 
-def _advance(methods: graphs.StateMethods, enc: Any, state: Any, bos_id: int, steps: int) -> Any:
-    """The state after `steps` eager decode steps from `state` (bos first, then token 0)."""
-    batch = pytree.tree_leaves(state)[0].shape[0]
-    with torch.no_grad():
-        for t in range(steps):
-            state = methods.step(enc, torch.full((batch,), bos_id if t == 0 else 0, dtype=torch.long), state)[1]
-    return state
-
-
 def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress = None) -> dict[str, Any]:
     """Write the graphs into `out`; return the graph part of model.json (names, axes, check errors). `progress(s)`
     is told each stage as it starts (`s2s-jax export`'s progress bar)."""
@@ -188,41 +187,46 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     reference.eval()
     model = copy.deepcopy(reference)
     rnn_op.swap_rnns(model)
-    growing = family(cfg).growing_state
-    methods = graphs.StateMethods(model, growing)
+    cached = family(cfg).cache_state
+    methods = graphs.StateMethods(model, cached)
 
     # Names, specs and dynamic axes from two eager runs.
     runs = []
     for seed, (b, s) in enumerate(SAMPLES):
-        enc, state = _trees(model, *_sample_batch(cfg, b, s, seed), growing)
+        enc, state = _trees(model, *_sample_batch(cfg, b, s, seed), cached)
         runs.append((graphs.flatten(enc, "enc"), graphs.flatten(state, "state"), b, s))
         if seed == 0:
-            enc_tree0, state_tree0 = enc, state
+            enc_tree0 = enc
     (enc_names, enc0, enc_spec), (state_names, state0, state_spec), b0, s0 = runs[0]
     shapes = {name: [] for name in enc_names + state_names}
     for (en, el, _), (sn, sl, _), b, s in runs:
         for name, leaf in zip(en + sn, el + sl, strict=True):
             shapes[name].append((tuple(leaf.shape), b, s))
     axes = {name: _axes(runs_of, name) for name, runs_of in shapes.items()}
-    grown = _grown_axes(state0, pytree.tree_leaves(_advance(methods, enc_tree0, state_tree0, cfg.bos_id, 1)),
-                        state_names)
-    step_axes = {n: {**axes[n], **grown[n]} for n in state_names}
+    cache_axis = _capacity_axis(methods, enc_tree0, state_names) if cached else None
+    step_axes = {n: {**axes[n], **({cache_axis: "capacity"} if cached else {})} for n in state_names}
     dims = {"batch": torch.export.Dim("batch"), "src_len": torch.export.Dim("src_len"),
-            "steps": torch.export.Dim("steps")}
-    # A growing state is traced some steps in (its sizes 0 and 1 would be specialized); others from the start.
-    sample_state = state0
-    if any(grown.values()):
-        sample_state = pytree.tree_leaves(_advance(methods, enc_tree0, state_tree0, cfg.bos_id, SAMPLE_STEPS))
+            "capacity": torch.export.Dim("capacity"), "sentences": torch.export.Dim("sentences")}
+    # A cache-state step reads the encoder tensors once per sentence (beams are consecutive rows of one sentence,
+    # torch_ref's shared_cross_attention): traced with two rows a sentence, the encoder batch axis its own.
+    enc_axes = {n: {a: "sentences" if k == "batch" else k for a, k in axes[n].items()} if cached else axes[n]
+                for n in enc_names}
+    rows_per_sentence = 2 if cached else 1
 
     # Decoder first, with every encoder tensor; the ones it never reads are dropped from both graphs.
     tell("exporting the decoder step")
-    token = torch.full((b0,), cfg.bos_id, dtype=torch.long)
-    step_names = ["next_" + n for n in state_names]
-    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, growing)
-    dec_dynamic = {"token": {0: dims["batch"]}, "enc": tuple(_dims(axes[n], dims) for n in enc_names),
+    token = torch.full((b0 * rows_per_sentence,), cfg.bos_id, dtype=torch.long)
+    step_names = [("row_" if cached else "next_") + n for n in state_names]
+    length = [CACHE_LENGTH] if cached else []
+    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, cached)
+    dec_dynamic = {"token": {0: dims["batch"]}, "enc": tuple(_dims(enc_axes[n], dims) for n in enc_names),
                    "state": tuple(_dims(step_axes[n], dims) for n in state_names)}
-    dec_proto = _export(decoder, (token, tuple(enc0), tuple(sample_state)), dec_dynamic,
-                        ["token", *enc_names, *state_names], ["log_probs", *step_names])
+    dec_args: tuple = (token, tuple(enc0), tuple(x.repeat_interleave(rows_per_sentence, 0) for x in state0))
+    if cached:
+        dec_dynamic["length"] = None
+        dec_args += (torch.tensor(SAMPLE_LENGTH, dtype=torch.long),)
+    dec_proto = _export(decoder, dec_args, dec_dynamic, ["token", *enc_names, *state_names, *length],
+                        ["log_probs", *step_names])
     # State inputs stay even if unread (e.g. the last attention weights, which the step only writes):
     # the runtime feeds the state back whole.
     unused = _unused_inputs(dec_proto) & set(enc_names)
@@ -232,30 +236,34 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
         dec_proto.graph.input.remove(value)
 
     step_heads.add_search_head(dec_proto, log_probs="log_probs", eos_id=cfg.eos_id)
-    reorder_proto = step_heads.reorder_graph(dec_proto, state_names)
+    graphs_out = [(dec_proto, DECODER_FILE)]
+    if not cached:  # a cache state is reordered in numpy, where it lies (export/cache.py)
+        graphs_out.append((step_heads.reorder_graph(dec_proto, state_names), REORDER_FILE))
 
     tell("exporting the encoder")
-    encoder = graphs.EncoderGraph(model, keep, growing)
+    encoder = graphs.EncoderGraph(model, keep, cached)
     src, lengths = _sample_batch(cfg, b0, s0, 0)
     enc_dynamic = {"src": {0: dims["batch"], 1: dims["src_len"]}, "src_lengths": {0: dims["batch"]}}
-    enc_proto = _export(encoder, (src, lengths), enc_dynamic, ["src", "src_lengths"], [*kept_names, *state_names])
+    initial = [] if cached else state_names
+    enc_proto = _export(encoder, (src, lengths), enc_dynamic, ["src", "src_lengths"], [*kept_names, *initial])
 
     tell("checking the graphs")
-    for proto, name in ((enc_proto, ENCODER_FILE), (dec_proto, DECODER_FILE), (reorder_proto, REORDER_FILE)):
+    for proto, name in [(enc_proto, ENCODER_FILE), *graphs_out]:
         onnx.save_model(proto, out / name)
         onnx.checker.check_model(str(out / name), full_check=True)
 
     head = [step_heads.LIVE, step_heads.K]
     spec = {
-        "encoder": {"file": ENCODER_FILE, "inputs": ["src", "src_lengths"], "outputs": [*kept_names, *state_names]},
-        "decoder_step": {"file": DECODER_FILE, "inputs": ["token", *kept_names, *state_names, *head],
+        "encoder": {"file": ENCODER_FILE, "inputs": ["src", "src_lengths"], "outputs": [*kept_names, *initial]},
+        "decoder_step": {"file": DECODER_FILE, "inputs": ["token", *kept_names, *state_names, *length, *head],
                          "outputs": ["log_probs", *step_names, step_heads.TOP_VALUES, step_heads.TOP_INDICES,
                                      step_heads.EOS_VALUES]},
-        "state_reorder": {"file": REORDER_FILE, "inputs": [step_heads.ROWS, *state_names],
-                          "outputs": [step_heads.REORDERED + n for n in state_names]},
+        "state_reorder": None if cached else {"file": REORDER_FILE, "inputs": [step_heads.ROWS, *state_names],
+                                              "outputs": [step_heads.REORDERED + n for n in state_names]},
         "enc_tensors": kept_names,
         "state_tensors": state_names,
-        "growing_state": growing,
+        "cache": _cache_spec(state_names, state0, cache_axis, step_names) if cached else None,
+        "shared_encoder": cached,
         "dynamic_axes": {n: {str(a): k for a, k in {**axes[n], **step_axes.get(n, {})}.items()}
                          for n in kept_names + state_names},
         "max_src_len": source_limit(reference, cfg),
@@ -263,6 +271,18 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     tell("onnxruntime against torch_ref")
     spec["check"] = check_against_torch(cfg, reference, out, spec)
     return spec
+
+
+def _cache_spec(names: list[str], sample: list[torch.Tensor], axis: int, rows: list[str]) -> dict[str, Any]:
+    """model.json's `cache`: what export/cache.py needs to allocate and write the buffers (shapes with 0 for the
+    rows and the positions)."""
+    shapes = {}
+    for name, leaf in zip(names, sample, strict=True):
+        shape = [0, *leaf.shape[1:]]
+        shape[axis] = 0
+        shapes[name] = shape
+    return {"axis": axis, "length": CACHE_LENGTH, "rows": rows, "shapes": shapes,
+            "dtype": str(sample[0].numpy().dtype)}
 
 
 def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path, spec: dict[str, Any]) -> dict:
@@ -282,8 +302,12 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
         token = torch.full((b,), cfg.bos_id, dtype=torch.long)
         rng = np.random.default_rng(seed)
         values.update({step_heads.LIVE: np.zeros(b, np.float32), step_heads.K: np.array([1], np.int64)})
+        # one position to start with, so that the buffers grow at the second step
+        buffers = Cache.zeros(spec["cache"], b, capacity=1) if spec["cache"] else None
         for _ in range(CHECK_STEPS):
             values["token"] = token.numpy()
+            if buffers is not None:
+                values.update(buffers.feeds())
             outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
             outputs = outputs[: 1 + len(spec["state_tensors"])]  # log-probs, state; the search head's follow
             with torch.no_grad():
@@ -292,7 +316,10 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
             error = np.abs(outputs[0] - expected)
             worst = max(worst, float(error.max()))
             excess = max(excess, float((error - CHECK_RTOL * np.abs(expected)).max()))
-            values.update(zip(spec["state_tensors"], outputs[1:], strict=True))
+            if buffers is not None:
+                buffers = buffers.written(outputs[1:])
+            else:
+                values.update(zip(spec["state_tensors"], outputs[1:], strict=True))
             token = torch.from_numpy(rng.integers(0, cfg.tgt_vocab_size, b).astype(np.int64))
     if not excess <= CHECK_ATOL:
         raise RuntimeError(f"exported graphs differ from torch_ref by up to {worst:.3g} in log-probs "
@@ -352,7 +379,7 @@ def export_model(cfg: ModelConfig, params: Any, out: str | Path, *, task: Any = 
         "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
         "tokenizer": tokenizer_spec(task, path),
         "max_decode_len": cfg.max_len if task is None else int(task.max_decode_len),
-        "max_decode_steps": target_limit(cfg) if record.growing_state
+        "max_decode_steps": target_limit(cfg) if record.cache_state
         else cfg.max_len if record.state_holds_max_len else None,
     }
     if manifest["max_decode_steps"] is not None:
@@ -384,7 +411,7 @@ def describe(manifest: dict[str, Any], out: str | Path) -> str:
     """A few lines for the terminal: files, sizes, check error."""
     path = Path(out)
     lines = [f"exported {manifest['config']['family']} model to {path}"]
-    for key in ("encoder", "decoder_step", "state_reorder"):
+    for key in [k for k in ("encoder", "decoder_step", "state_reorder") if manifest[k]]:
         f = path / manifest[key]["file"]
         lines.append(f"  {f.name}: {f.stat().st_size / 1e6:.2f} MB")
     check = manifest["check"]

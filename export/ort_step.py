@@ -7,7 +7,9 @@ than JAX (README, "Decoding speed", 2026-11-22). Here the encoder's outputs and 
 that onnxruntime allocated; the step's inputs are bound to them and its outputs are bound to new
 onnxruntime buffers, so between steps only tokens, beam scores and the search head's top candidates
 ([rows, k], export/step_heads.py) cross into numpy. Beams are repeated and reordered by `state_reorder.onnx`
-(one Gather per state tensor), also on onnxruntime's buffers.
+(one Gather per state tensor), also on onnxruntime's buffers. A cache state (model.json's `cache`, the
+Transformers' KV caches) is the exception: numpy buffers (export/cache.py) that the step reads in place
+(OrtValues over their memory) and into which the new position's rows are written; they are reordered in numpy.
 
 `OrtStepper` provides the three callables `export.search.search_top` takes: `top_step`, `reorder`, `take`.
 Imports numpy and onnxruntime only.
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from export.cache import Cache
 from export.search import NEG_INF, candidates
 
 Values = list[ort.OrtValue]
@@ -58,20 +61,20 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     return options
 
 
-def _to_values(arrays: Sequence[np.ndarray]) -> Values:
-    return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in arrays]
-
-
 class OrtStepper:
     """Encoder, decoder step and state reorder sessions of one export, with their state in onnxruntime."""
 
     def __init__(self, manifest: dict[str, Any], encoder: ort.InferenceSession, decoder: ort.InferenceSession,
-                 reorder: ort.InferenceSession) -> None:
+                 reorder: ort.InferenceSession | None) -> None:
+        """reorder: the state_reorder session, None for a cache state (`manifest["cache"]`)."""
         self.encoder, self.decoder, self.reorder_session = encoder, decoder, reorder
+        self.cache = manifest.get("cache")
+        # the step reads the encoder tensors once per sentence, whatever the beam (export/search.py)
+        self.shared_encoder = bool(manifest.get("shared_encoder"))
         self.enc_names, self.state_names = list(manifest["enc_tensors"]), list(manifest["state_tensors"])
         self.in_types = {i.name: DTYPES[i.type] for s in (encoder, decoder) for i in s.get_inputs()}
-        self.next_names = ["next_" + n for n in self.state_names]
-        self.reordered = list(manifest["state_reorder"]["outputs"])
+        self.next_names = list(self.cache["rows"]) if self.cache else ["next_" + n for n in self.state_names]
+        self.reordered = [] if self.cache else list(manifest["state_reorder"]["outputs"])
         self.eos_id = int(manifest["special_ids"]["eos"])
         self.vocab = int(manifest["config"]["tgt_vocab_size"])
 
@@ -88,40 +91,67 @@ class OrtStepper:
         session.run_with_iobinding(binding)
         return binding.get_outputs()
 
-    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Values, Values]:
-        """(encoder tensors, initial state) as OrtValues for ids [B, S] and lengths [B]."""
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Values, Values | Cache]:
+        """(encoder tensors, initial state) as OrtValues for ids [B, S] and lengths [B]; a cache state starts
+        as empty buffers."""
         feeds = {"src": src.astype(self.in_types["src"]),
                  "src_lengths": src_lengths.astype(self.in_types["src_lengths"])}
-        out = self._run(self.encoder, feeds, {}, [*self.enc_names, *self.state_names])
-        return out[: len(self.enc_names)], out[len(self.enc_names):]
+        initial = [] if self.cache else self.state_names
+        out = self._run(self.encoder, feeds, {}, [*self.enc_names, *initial])
+        enc = out[: len(self.enc_names)]
+        return enc, Cache.zeros(self.cache, len(src)) if self.cache else out[len(self.enc_names):]
 
-    def top_step(self, enc: Values, token: np.ndarray, state: Values, live: np.ndarray, last: np.ndarray,
-                 k: int | None) -> tuple[np.ndarray, np.ndarray | None, Values]:
+    def top_step(self, enc: Values, token: np.ndarray, state: Values | Cache, live: np.ndarray, last: np.ndarray,
+                 k: int | None) -> tuple[np.ndarray, np.ndarray | None, Values | Cache]:
         """`export.search.TopStepFn`: the rows' k best (values, ids) from the graph's search head, with the rows
         at their `last` step replaced by `forced`; k None (the first beam step only): the [N, V] candidates,
         `export.search.candidates` of the log-probs."""
         arrays = {"token": token.astype(self.in_types["token"]), "live": live.astype(np.float32),
                   "k": np.array([k or 1], np.int64)}
-        values = dict(zip(self.enc_names, enc, strict=True)) | dict(zip(self.state_names, state, strict=True))
+        values = dict(zip(self.enc_names, enc, strict=True))
+        if isinstance(state, Cache):  # the buffers are bound where they lie: OrtValues over numpy's memory
+            feeds = state.feeds()
+            arrays[self.cache["length"]] = feeds.pop(self.cache["length"])
+            if state.views is None:
+                state.views = {name: ort.OrtValue.ortvalue_from_numpy(feeds.pop(name)) for name in list(feeds)}
+            values |= state.views
+            del feeds
+        else:
+            values |= dict(zip(self.state_names, state, strict=True))
         heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
         out = self._run(self.decoder, arrays, values, [*heads, *self.next_names])
+        new = out[len(heads):]
+        if isinstance(state, Cache):
+            del values  # the views of the buffers: a growing buffer's old memory goes as soon as it is copied
+            if state.length == state.capacity:  # the buffers are about to grow: their old views go with them
+                state.views = None
+            new = state.written([v.numpy() for v in new])
         if k is None:
-            return candidates(out[0].numpy(), live, last, self.eos_id), None, out[1:]
+            return candidates(out[0].numpy(), live, last, self.eos_id), None, new
         top, ids = out[0].numpy(), out[1].numpy()
         if last.any():
             top[last], ids[last] = forced(out[2].numpy()[last, 0], live[last], k, self.eos_id, self.vocab)
-        return top, ids, out[3:]
+        return top, ids, new
 
-    def reorder(self, state: Values, rows: np.ndarray) -> Values:
-        """Row i of every state tensor from row rows[i] (beams repeated or reordered), in onnxruntime."""
+    def reorder(self, state: Values | Cache, rows: np.ndarray) -> Values | Cache:
+        """Row i of every state tensor from row rows[i] (beams repeated or reordered): in onnxruntime, or for a
+        cache state in numpy, one buffer at a time."""
+        if isinstance(state, Cache):
+            return state.take(rows)
         values = dict(zip(self.state_names, state, strict=True))
         return self._run(self.reorder_session, {"rows": rows.astype(np.int64)}, values, self.reordered)
 
     @staticmethod
     def take(enc: Values, rows: np.ndarray) -> Values:
         """Row i of every encoder tensor from row rows[i]: beams made, finished sentences dropped. Through numpy:
-        a few times a search, not a step."""
-        return _to_values([np.take(v.numpy(), rows, axis=0) for v in enc])
+        a few times a search, not a step. Consumes `enc` one tensor at a time (the search never reads it
+        again), so that only one tensor is held twice."""
+        taken = []
+        while enc:
+            value = enc.pop(0)  # alive while numpy reads it: `.numpy()` of an onnxruntime output is a view
+            taken.append(ort.OrtValue.ortvalue_from_numpy(np.take(value.numpy(), rows, axis=0)))
+            del value
+        return taken
 
 
 def forced(eos_values: np.ndarray, live: np.ndarray, k: int, eos_id: int,

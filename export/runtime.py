@@ -4,10 +4,11 @@
     python -m export.runtime OUT --input FILE [--batch-size 64] [--n-best K]   (or lines on stdin)
 
 `Translator.load(OUT)` reads model.json (written by export.onnx_export), opens
-`encoder.onnx`, `decoder_step.onnx` and `state_reorder.onnx`, and decodes batches with
-`export.search.search_top`, the numpy twin of `s2s_jax.decoding.search` (same tokens,
-same scores; beam 1 is greedy in both), over `export.ort_step.OrtStepper`, which keeps
-the decoder state in onnxruntime between steps. The decoder state and encoder tensors
+`encoder.onnx`, `decoder_step.onnx` and, where the export has one, `state_reorder.onnx`,
+and decodes batches with `export.search.search_top`, the numpy twin of
+`s2s_jax.decoding.search` (same tokens, same scores; beam 1 is greedy in both), over
+`export.ort_step.OrtStepper`, which keeps the decoder state in onnxruntime between steps
+(a Transformer's KV cache: in numpy buffers it writes in place, export/cache.py). The decoder state and encoder tensors
 are whatever model.json names, always batch-first, so this file knows no model family.
 Text goes through the front end model.json's `tokenizer.type` names (`TOKENIZERS`),
 mirroring the training task: the addition format below, or for text tasks
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from export.cache import Cache
 from export.ensemble import EnsembleStepper
 from export.ort_step import DISABLED_OPTIMIZERS, OrtStepper, session_options
 from export.search import NO_RULES, Arrays, Rules, SearchResult, search_top
@@ -38,8 +40,8 @@ from export.text import TextFrontEnd, TranslationError, Vocab
 
 MANIFEST_FILE = "model.json"
 FORMAT = "s2s-jax-onnx"
-VERSION = 2
-GRAPHS = ("encoder", "decoder_step", "state_reorder")
+VERSIONS = (2, 3)  # 3 added cache states (export/cache.py); a version-2 export carries its state in onnxruntime
+GRAPHS = ("encoder", "decoder_step", "state_reorder")  # state_reorder: null for a cache state
 # what this runtime reads from model.json (besides format and version): a missing one is a clear error
 REQUIRED = ("config", "special_ids", "max_decode_len", "enc_tensors", "state_tensors", *GRAPHS)
 
@@ -89,12 +91,14 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
         raise TranslationError(f"{path} is not valid JSON ({e}); export again") from None
     if manifest.get("format") != FORMAT:
         raise TranslationError(f"{path} is not an s2s-jax ONNX export (format {manifest.get('format')!r})")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in VERSIONS:
         raise TranslationError(f"{path} has export format version {manifest.get('version')}; this runtime reads "
-                               f"version {VERSION}: export again with this version of s2s-jax")
+                               f"versions {', '.join(map(str, VERSIONS))}: export again with this version of s2s-jax")
     missing = [key for key in REQUIRED if key not in manifest]
     missing += [f"special_ids.{k}" for k in ("pad", "bos", "eos") if k not in manifest.get("special_ids", {k: 0})]
-    missing += [f"{g}.file" for g in GRAPHS if g in manifest and "file" not in manifest[g]]
+    missing += [f"{g}.file" for g in GRAPHS if manifest.get(g) is not None and "file" not in manifest[g]]
+    if manifest.get("state_reorder", 0) is None and not manifest.get("cache"):
+        missing.append("state_reorder (or cache)")
     if missing:
         raise TranslationError(f"{path} lacks {', '.join(missing)}; it is damaged or was edited: export again")
     return manifest
@@ -156,7 +160,7 @@ class Translator:
         if threads is not None and threads < 1:
             raise TranslationError(f"threads={threads} must be >= 1")
         manifest = read_manifest(out)
-        files = {key: manifest[key]["file"] for key in GRAPHS}
+        files = {key: manifest[key]["file"] for key in GRAPHS if manifest[key] is not None}
         if int8:
             if "int8" not in manifest:
                 raise TranslationError(f"{out} has no int8 graphs; export with --quantize int8")
@@ -165,24 +169,27 @@ class Translator:
             options = session_options(threads, optimization)
         except ValueError as e:
             raise TranslationError(str(e)) from None
-        sessions = [open_session(Path(out) / files[key], options) for key in GRAPHS]
-        for key, session in zip(GRAPHS, sessions, strict=True):
+        sessions = {key: open_session(Path(out) / file, options) for key, file in files.items()}
+        for key, session in sessions.items():
             _check_names(manifest, key, session, Path(out) / files[key])
-        return cls(manifest, OrtStepper(manifest, *sessions), directory=out)
+        return cls(manifest, OrtStepper(manifest, sessions["encoder"], sessions["decoder_step"],
+                                        sessions.get("state_reorder")), directory=out)
 
     # -- model calls (numpy in and out: tests and tools; search() keeps the state in onnxruntime) ----------
 
-    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Arrays, Arrays]:
-        """(encoder tensors, initial state) for ids [B, S] and lengths [B], as numpy arrays."""
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Arrays, Any]:
+        """(encoder tensors, initial state) for ids [B, S] and lengths [B], as numpy arrays (a cache state is its
+        `export.cache.Cache`, numpy already)."""
         enc, state = self.stepper.encode(src, src_lengths)
-        return [v.numpy() for v in enc], [v.numpy() for v in state]
+        return [v.numpy() for v in enc], _arrays(state)
 
-    def step(self, enc: Arrays, token: np.ndarray, state: Arrays) -> tuple[np.ndarray, Arrays]:
+    def step(self, enc: Arrays, token: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         """One decoder step on numpy arrays: (log-probs [N, V], next state)."""
         n = len(token)
-        logp, _, state = self.stepper.top_step(_values(enc), token, _values(state), np.zeros(n, np.float32),
+        state = state if isinstance(state, Cache) else _values(state)
+        logp, _, state = self.stepper.top_step(_values(enc), token, state, np.zeros(n, np.float32),
                                                np.zeros(n, bool), None)
-        return logp, [v.numpy() for v in state]
+        return logp, _arrays(state)
 
     def search(self, src: np.ndarray, src_lengths: np.ndarray, *, beam: int = 1, max_len: int | None = None,
                alpha: float = 0.0, row_max_len: np.ndarray | None = None, rules: Rules = NO_RULES) -> SearchResult:
@@ -212,7 +219,8 @@ class Translator:
         try:
             return search_top(st.top_step, enc, state, batch=len(src), beam=beam, max_len=max_len,
                               bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id, alpha=alpha,
-                              row_max_len=row_max_len, reorder=st.reorder, take=st.take, rules=rules)
+                              row_max_len=row_max_len, reorder=st.reorder, take=st.take, rules=rules,
+                              shared_encoder=st.shared_encoder)
         except ValueError as e:  # a bad option (top_p, sampling with beams, ...): the caller's input
             raise TranslationError(str(e)) from None
 
@@ -315,6 +323,10 @@ def _check_names(manifest: dict[str, Any], key: str, session: ort.InferenceSessi
 
 def _values(arrays: Arrays) -> list[ort.OrtValue]:
     return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in arrays]
+
+
+def _arrays(state: Any) -> Any:
+    return state if isinstance(state, Cache) else [v.numpy() for v in state]
 
 
 def main(argv: list[str] | None = None) -> int:

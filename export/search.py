@@ -188,10 +188,14 @@ def search(step: StepFn, enc: Arrays, state: Arrays, *, batch: int, beam: int = 
 def search_top(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int = 1, max_len: int, bos_id: int,
                eos_id: int, pad_id: int, alpha: float = 0.0, row_max_len: np.ndarray | None = None,
                reorder: ReorderFn | None = None, take: ReorderFn | None = None,
-               rules: Rules = NO_RULES) -> SearchResult:
+               rules: Rules = NO_RULES, shared_encoder: bool = False) -> SearchResult:
     """`search` over a `TopStepFn`; enc and state are opaque (the runtime's OrtValues) and reach the loop only
     through `reorder(state, rows)` and `take(enc, rows)` (default `take_rows` both): row i from row rows[i]. Beams
-    are made by taking each sentence's rows `beam` times; finished sentences leave the batch (`SHRINK`)."""
+    are made by taking each sentence's rows `beam` times; finished sentences leave the batch (`SHRINK`). The loop
+    never uses a state or encoder value again once it has stepped, reordered or taken it, so those may consume
+    or overwrite it (the runtime's in-place cache, export/cache.py). shared_encoder: `top_step` reads the encoder
+    tensors of B sentences with B * K rows of tokens and state (K consecutive rows a sentence), so beam search
+    takes the encoder rows once per sentence, not once per beam (the family record's `shared_encoder`)."""
     if beam < 1:
         raise ValueError(f"beam={beam} must be >= 1")
     rules.check(beam, batch)
@@ -202,7 +206,8 @@ def search_top(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: i
                        eos_id=eos_id, alpha=alpha, limit=None if row_max_len is None else limit, reorder=reorder,
                        take=take, rules=rules)
     return _beam(top_step, enc, state, batch=batch, beam=beam, max_len=max_len, bos_id=bos_id, eos_id=eos_id,
-                 pad_id=pad_id, alpha=alpha, limit=limit, reorder=reorder, take=take, rules=rules)
+                 pad_id=pad_id, alpha=alpha, limit=limit, reorder=reorder, take=take, rules=rules,
+                 shared_encoder=shared_encoder)
 
 
 def _shrink(finished: np.ndarray) -> bool:
@@ -277,7 +282,7 @@ def _merge(values: np.ndarray, ids: np.ndarray, vocab: int, k: int) -> tuple[np.
 
 def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, max_len: int, bos_id: int,
           eos_id: int, pad_id: int, alpha: float, limit: np.ndarray, reorder: ReorderFn,
-          take: ReorderFn, rules: Rules) -> SearchResult:
+          take: ReorderFn, rules: Rules, shared_encoder: bool = False) -> SearchResult:
     """Per sentence [B, ...] arrays hold every sentence (the result); `act` are those still in the batch, whose
     rows (K a sentence, in `act` order) the state and `enc_k` hold."""
     tokens = np.zeros((batch, beam, max_len + 1), np.int32)
@@ -357,7 +362,10 @@ def _beam(top_step: TopStepFn, enc: Any, state: Any, *, batch: int, beam: int, m
             act = act[sentences]
             beam_rows = (sentences[:, None] * beam + np.arange(beam)).reshape(-1)
             rows = rows.reshape(-1, beam)[sentences].reshape(-1)
-            enc_k = take(enc, np.repeat(act, beam)) if t == 1 else take(enc_k, beam_rows)
+            if shared_encoder:
+                enc_k = take(enc if t == 1 else enc_k, act if t == 1 else sentences)
+            else:
+                enc_k = take(enc, np.repeat(act, beam)) if t == 1 else take(enc_k, beam_rows)
         if len(act):
             state = reorder(state, rows)
 

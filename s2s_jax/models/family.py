@@ -49,9 +49,11 @@ class Family:
     reorders_state: the module has `reorder_decode_state(state, rows)`, cheaper than gathering every state leaf.
     state_holds_max_len: the exported decode state has cfg.max_len positions (learned positions, a fixed KV cache),
         so the ONNX runtime must not decode more steps than that.
-    growing_state: the torch mirror also has `init_growing_state(enc)` and `decode_step_growing(enc, token, state)`:
-        a decode state that grows by one position a step (a KV cache of the positions decoded so far) instead of
-        holding cfg.max_len; the exported ONNX step uses it, so step t reads and writes t positions, not max_len.
+    cache_state: the torch mirror also has `init_cache_state(enc, capacity)` and
+        `decode_step_cached(enc, token, state, length) -> (logits, rows)`: KV-cache buffers of which the first
+        `length` positions are decoded, and a step that reads them and returns only the new position (`rows`);
+        the exported ONNX step uses it and the runtime writes the rows into its buffers in place
+        (export/cache.py), so a step neither copies the cache nor holds cfg.max_len positions.
     export_note: what the family contributes to the ONNX export path (shown by the exporter's docs and errors).
     """
 
@@ -64,5 +66,5 @@ class Family:
     shared_encoder: bool = False
     reorders_state: bool = False
     state_holds_max_len: bool = False
-    growing_state: bool = False
+    cache_state: bool = False
     export_note: str = ""

@@ -179,6 +179,6 @@ def _target_limit(cfg: ModelConfig) -> int | None:
 FAMILY = Family(
     name="marian", module=MarianSeq2Seq, torch_model="torch_ref.models.marian:MarianMTModel",
     torch_table="torch_ref.models.marian:param_table", attention=True, target_limit=_target_limit,
-    shared_encoder=True, reorders_state=True, state_holds_max_len=True, growing_state=True,
-    export_note="as the transformer family: growing KV caches are the ONNX state; cross K/V precomputed",
+    shared_encoder=True, reorders_state=True, state_holds_max_len=True, cache_state=True,
+    export_note="as the transformer family: in-place KV caches are the ONNX state; cross K/V precomputed",
 )

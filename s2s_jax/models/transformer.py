@@ -246,6 +246,6 @@ def _target_limit(cfg: ModelConfig) -> int | None:
 FAMILY = Family(
     name="transformer", module=TransformerSeq2Seq, torch_model="torch_ref.models.transformer:TransformerSeq2Seq",
     torch_table="torch_ref.models.transformer:param_table", attention=True, target_limit=_target_limit,
-    shared_encoder=True, reorders_state=True, state_holds_max_len=True, growing_state=True,
-    export_note="KV caches that grow a position a step are the ONNX state; cross-attention K/V precomputed",
+    shared_encoder=True, reorders_state=True, state_holds_max_len=True, cache_state=True,
+    export_note="KV-cache buffers written in place by the runtime are the ONNX state; cross-attention K/V precomputed",
 )

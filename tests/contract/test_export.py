@@ -3,7 +3,8 @@ are in test_presets.py, whose tiny configs this file shares).
 
 For each name in `presets.names()`: the exporter's own check against torch, ORT step log-probs within 1e-4 of
 JAX's at sizes other than the export sample, the same through the path the search takes (state kept in
-onnxruntime, beams reordered by state_reorder.onnx, candidates from the search head), identical greedy and
+onnxruntime and beams reordered by state_reorder.onnx, or for the Transformers' cache state in numpy buffers
+written in place; candidates from the search head), identical greedy and
 beam-5 tokens (and scores) for 200 sentences of source lengths 1 to 50 (1, 7 and 50 among them) and again for
 some of them decoded at batch 1 and 3, and the limits the graph cannot enforce recorded in model.json and
 enforced by the runtime.
@@ -140,9 +141,10 @@ def test_export_step_log_probs_match_jax(exports, name):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_export_stateful_step_matches_jax(exports, name):
-    """The search's path through onnxruntime (OrtStepper: OrtValues fed back, state_reorder.onnx, the search head)
-    against JAX's step with the same row gathers, at batch 1 and 3, source lengths 1, 7 and 50: the head's top
-    candidates (eos forced on `last` rows, beam scores `live` added) and the whole candidate rows within 1e-4."""
+    """The search's path through onnxruntime (OrtStepper: OrtValues fed back, state_reorder.onnx or the cache
+    buffers, the search head) against JAX's step with the same row gathers, at batch 1 and 3, source lengths 1,
+    7 and 50: the head's top candidates (eos forced on `last` rows, beam scores `live` added) and the whole
+    candidate rows within 1e-4."""
     exp = exports(name)
     encode, step = jax_fns(exp.cfg, MAX_LEN)[:2]
     stepper, eos = exp.translator.stepper, exp.cfg.eos_id
@@ -170,6 +172,37 @@ def test_export_stateful_step_matches_jax(exports, name):
             state_j = jax.tree.map(lambda x, r=rows: x[r], state_j)
             state_o = stepper.reorder(state_o, rows)
             token = rng.integers(0, exp.cfg.tgt_vocab_size, batch)
+
+
+CACHE_PRESETS = [n for n in PRESETS if family(prepared(n)[0]).cache_state]
+
+
+@pytest.mark.parametrize("name", CACHE_PRESETS)
+def test_export_cache_buffers_grow_and_reorder(exports, name):
+    """A cache state's buffers (export/cache.py) past two growths (capacity CHUNK, then 2 and 3 CHUNK) with rows
+    repeated, moved and dropped every step: log-probs within 1e-4 of JAX's fixed cache, at batch 3, source 7."""
+    from export.cache import CHUNK, Cache
+
+    exp = exports(name)
+    assert exp.manifest["cache"] and exp.manifest["state_reorder"] is None
+    encode, step = jax_fns(exp.cfg, MAX_LEN)[:2]
+    stepper = exp.translator.stepper
+    src, lengths = random_src(exp.cfg, 3, 7, seed=5)
+    enc_j, state_j = encode(exp.params, src, lengths)
+    enc_o, state_o = stepper.encode(src, lengths)
+    rng = np.random.default_rng(0)
+    token = np.full(3, exp.cfg.bos_id)
+    steps = 2 * CHUNK + 3
+    for t in range(steps):
+        logp_j, state_j = step(exp.params, enc_j, token.astype(np.int32), state_j)
+        logp_o, _, state_o = stepper.top_step(enc_o, token, state_o, np.zeros(3, np.float32), np.zeros(3, bool), None)
+        np.testing.assert_allclose(logp_o, np.asarray(logp_j), atol=ATOL, err_msg=f"step {t}")
+        rows = rng.integers(0, 3, 3)
+        state_j = jax.tree.map(lambda x, r=rows: x[r], state_j)
+        enc_j = jax.tree.map(lambda x, r=rows: x[r], enc_j)
+        state_o, enc_o = stepper.reorder(state_o, rows), stepper.take(enc_o, rows)
+        token = rng.integers(0, exp.cfg.tgt_vocab_size, 3)
+    assert isinstance(state_o, Cache) and state_o.length == steps and state_o.capacity == 3 * CHUNK
 
 
 def check_small_batches(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int,
@@ -212,13 +245,13 @@ def test_export_beam_tokens_identical(exports, name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_export_limits_recorded_and_enforced(exports, name):
     """Learned positions and location attention bound the source; a state of max_len positions bounds the steps
-    (a growing state only by the positions the model has)."""
+    (a cache state only by the positions the model has)."""
     exp = exports(name)
     cfg, m = exp.cfg, exp.manifest
     bounded_source = target_limit(cfg) is not None or (cfg.family == "attention" and cfg.attention == "location")
     assert m["max_src_len"] == (cfg.max_len if bounded_source else None)
     record = family(cfg)
-    steps = target_limit(cfg) if record.growing_state else cfg.max_len if record.state_holds_max_len else None
+    steps = target_limit(cfg) if record.cache_state else cfg.max_len if record.state_holds_max_len else None
     assert m["max_decode_steps"] == steps
     if m["max_src_len"] is not None:
         with pytest.raises(TranslationError, match="exceeds this model's limit"):

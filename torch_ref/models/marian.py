@@ -25,7 +25,17 @@ from s2s_jax.config import ModelConfig
 from s2s_jax.layers.positions import check_length
 from s2s_jax.models.marian import position_table
 from torch_ref.convert import Rule, embedding, linear
-from torch_ref.models.transformer import DecodeState, EncoderOutput, GrowingState, layer_norm, sinusoidal
+from torch_ref.models.transformer import (
+    CacheState,
+    DecodeState,
+    EncoderOutput,
+    cache_mask,
+    cached_attention,
+    empty_cache,
+    layer_norm,
+    shared_cross_attention,
+    sinusoidal,
+)
 
 NEG = -1e10
 ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}
@@ -49,6 +59,12 @@ class MarianAttention(nn.Module):
         weights = torch.softmax(energy if mask is None else energy.masked_fill(~mask, NEG), dim=-1)
         out = torch.matmul(F.dropout(weights, self.dropout, self.training), v)
         return self.out_proj(out.permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.n_heads * self.head_dim)), weights
+
+    def forward_cached(self, x: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, valid: torch.Tensor,
+                       k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
+        """Self-attention of one step over a `CacheState` buffer plus its own keys/values (`cached_attention`)."""
+        out = cached_attention(self._split(self.q_proj(x)), k_buf, v_buf, valid, k_new, v_new)
+        return self.out_proj(out.permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.n_heads * self.head_dim))
 
 
 class _Layer(nn.Module):
@@ -92,22 +108,27 @@ class MarianDecoderLayer(_Layer):
         self.encoder_attn = MarianAttention(cfg)
         self.encoder_attn_layer_norm = nn.LayerNorm(cfg.hid_dim)
 
-    def forward(self, x, self_mask, cross, src_mask, cache=None, pos=None):
+    def forward(self, x, self_mask, cross, src_mask, cache=None, pos=None, valid=None):
         """With `cache` (keys, values [B, h, M, d]) the new position's keys/values are written at `pos`; with
-        `cache` and no `pos` they are appended (the ONNX runtime's growing state, `self_mask` None)."""
+        `cache` and `valid` the step reads a `CacheState` buffer and returns the new position's keys/values alone
+        (the ONNX runtime's in-place cache, `self_mask` None)."""
 
         def self_attend(h):
             k, v = self.self_attn.kv(h)
-            if cache is not None and pos is None:
-                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-            elif cache is not None:
+            if valid is not None:
+                return self.self_attn.forward_cached(h, *cache, valid, k, v), (k, v)
+            if cache is not None:
                 hit = (torch.arange(cache[0].shape[2], device=h.device)[None, :] == pos[:, None])[:, None, :, None]
                 k, v = torch.where(hit, k, cache[0]), torch.where(hit, v, cache[1])
             return self.self_attn(h, k, v, self_mask)[0], (k, v)
 
+        def cross_attend(h):
+            if valid is not None:  # a cache-state step: beams share their sentence's encoder tensors
+                return shared_cross_attention(self.encoder_attn, h, cross[0], cross[1], src_mask)
+            return self.encoder_attn(h, cross[0], cross[1], src_mask)
+
         x, kv = self._sublayer(x, self.self_attn_layer_norm, self_attend)
-        x, weights = self._sublayer(x, self.encoder_attn_layer_norm,
-                                    lambda h: self.encoder_attn(h, cross[0], cross[1], src_mask))
+        x, weights = self._sublayer(x, self.encoder_attn_layer_norm, cross_attend)
         x, _ = self._sublayer(x, self.final_layer_norm, self._ffn)
         return x, weights, kv
 
@@ -223,26 +244,25 @@ class MarianMTModel(nn.Module):
         state = DecodeState(tuple(keys), tuple(values), pos + 1)
         return (logits, state, weights[:, :, 0]) if return_attention else (logits, state)
 
-    def init_growing_state(self, enc: EncoderOutput) -> GrowingState:
-        """Caches of no positions yet, for `decode_step_growing` (the family record's `growing_state`)."""
-        c = self.cfg
-        empty = enc.cross_k[0].new_zeros(enc.src_mask.shape[0], c.n_heads, 0, c.hid_dim // c.n_heads)
-        return GrowingState(tuple(empty.clone() for _ in range(c.n_layers)),
-                            tuple(empty.clone() for _ in range(c.n_layers)))
+    def init_cache_state(self, enc: EncoderOutput, capacity: int) -> CacheState:
+        """Zero buffers of `capacity` positions, for `decode_step_cached` (the family record's `cache_state`)."""
+        return empty_cache(self.cfg, enc, capacity)
 
-    def decode_step_growing(self, enc: EncoderOutput, token: torch.Tensor, state: GrowingState,
-                            return_attention: bool = False):
-        """`decode_step` over caches of the t positions decoded so far, which it extends to t + 1."""
-        dec, t = self.model.decoder, state.keys[0].shape[2]
-        x = dec.embed(token[:, None], torch.arange(t, t + 1, device=token.device)[None].clamp(max=self.cfg.max_len - 1))
+    def decode_step_cached(self, enc: EncoderOutput, token: torch.Tensor, state: CacheState, length: torch.Tensor,
+                           return_attention: bool = False):
+        """`decode_step` over buffers whose first `length` positions are decoded; returns the logits and the new
+        position's keys/values (a one-position CacheState, written at `length` by the caller)."""
+        dec = self.model.decoder
+        x = dec.embed(token[:, None], length.reshape(1, 1).clamp(max=self.cfg.max_len - 1))
+        valid = cache_mask(state, length)
         keys, values, weights = [], [], None
         for i, layer in enumerate(dec.layers):
             x, weights, (k, v) = layer(x, None, (enc.cross_k[i], enc.cross_v[i]), enc.src_mask[:, None, None, :],
-                                       cache=(state.keys[i], state.values[i]))
+                                       cache=(state.keys[i], state.values[i]), valid=valid)
             keys.append(k)
             values.append(v)
-        logits, state = self._logits(x[:, 0]), GrowingState(tuple(keys), tuple(values))
-        return (logits, state, weights[:, :, 0]) if return_attention else (logits, state)
+        logits, rows = self._logits(x[:, 0]), CacheState(tuple(keys), tuple(values))
+        return (logits, rows, weights[:, :, 0]) if return_attention else (logits, rows)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(src, src_lengths), tgt_in)

@@ -9,10 +9,11 @@ so a tutorial checkpoint loads with `strict=True`. The modern options add
 
 Two decode states: the contract's fixed cache of `max_decode_len` positions
 (`init_decode_state` / `decode_step`, as in Flax), and the ONNX runtime's
-`GrowingState` (`init_growing_state` / `decode_step_growing`, the family record's
-`growing_state`), a cache of the positions decoded so far to which each step
-appends one: an exported step then reads and writes t positions at step t instead
-of cfg.max_len, and no position is ever masked.
+`CacheState` (`init_cache_state` / `decode_step_cached`, the family record's
+`cache_state`): buffers of some capacity of which the first `length` positions are
+decoded, read by the step, which returns only the new position's keys and values
+for the runtime to write into them in place (export/cache.py). An exported step
+then neither copies the cache nor holds cfg.max_len positions.
 """
 
 from __future__ import annotations
@@ -42,12 +43,50 @@ class DecodeState(NamedTuple):
     pos: torch.Tensor
 
 
-class GrowingState(NamedTuple):
-    """Per layer the self-attention keys/values of the t positions decoded so far [B, heads, t, head_dim]; the
-    position being decoded is t, the same for every row (as in a search, where all rows step together)."""
+class CacheState(NamedTuple):
+    """Per layer the self-attention keys/values [B, heads, C, head_dim] in buffers of C positions, of which the
+    first `length` (the position being decoded, the same for every row, as in a search, where all rows step
+    together) are filled. `decode_step_cached` returns a CacheState of one position: the new keys/values, which
+    `write_cache` (or the ONNX runtime, in place) puts at position `length`."""
 
     keys: tuple[torch.Tensor, ...]
     values: tuple[torch.Tensor, ...]
+
+
+def cached_attention(q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, valid: torch.Tensor,
+                     k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
+    """Attention of q [B, h, 1, d] over the buffer's valid positions and the new one, without concatenating
+    them: the buffer's scores (positions where `valid` is False masked) and the new position's score share one
+    softmax, so the exported step reads the buffer where it lies instead of copying it into a longer one."""
+    scale = math.sqrt(q.shape[-1])
+    energy = (torch.matmul(q, k_buf.transpose(2, 3)) / scale).masked_fill(~valid, NEG)
+    weights = torch.softmax(torch.cat([energy, (q * k_new).sum(-1, keepdim=True) / scale], dim=-1), dim=-1)
+    size = k_buf.shape[2]
+    return torch.matmul(weights[..., :size], v_buf) + weights[..., size:] * v_new
+
+
+def shared_cross_attention(attention: nn.Module, h: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-attention of N = B * K rows (K consecutive rows a sentence: beams) to the encoder tensors of the B
+    sentences, without repeating those per beam: a sentence's K rows are its K queries. With K = 1 it is the
+    plain call. The cache-state step uses it (the family record's `shared_encoder`), so the ONNX runtime holds
+    the encoder's keys and values once per sentence instead of once per beam."""
+    out, weights = attention(h.reshape(k.shape[0], -1, h.shape[-1]), k, v, mask)
+    return out.reshape(h.shape), weights.transpose(1, 2).reshape(h.shape[0], weights.shape[1], 1, -1)
+
+
+def cache_mask(state: CacheState, length: torch.Tensor) -> torch.Tensor:
+    """[1, 1, 1, C]: which buffer positions hold decoded positions (those below `length`)."""
+    return (torch.arange(state.keys[0].shape[2], device=length.device) < length)[None, None, None, :]
+
+
+def write_cache(state: CacheState, rows: CacheState, length: int) -> CacheState:
+    """`state` with `rows` (one position) written at position `length`, functionally (tests and the exporter's
+    eager runs; the runtime writes its numpy buffers in place)."""
+    def put(buf: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        return buf.index_copy(2, torch.tensor([length], device=buf.device), row)
+
+    return CacheState(tuple(map(put, state.keys, rows.keys)), tuple(map(put, state.values, rows.values)))
 
 
 def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -81,6 +120,12 @@ class MultiHeadAttentionLayer(nn.Module):
         weights = torch.softmax(energy if mask is None else energy.masked_fill(~mask, NEG), dim=-1)
         out = torch.matmul(self.dropout(weights), v).permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.hid_dim)
         return self.fc_o(out), weights
+
+    def forward_cached(self, x: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, valid: torch.Tensor,
+                       k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
+        """Self-attention of one step over a `CacheState` buffer plus its own keys/values (`cached_attention`)."""
+        out = cached_attention(self._split(self.fc_q(x)), k_buf, v_buf, valid, k_new, v_new)
+        return self.fc_o(out.permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.hid_dim))
 
 
 class PositionwiseFeedforwardLayer(nn.Module):
@@ -135,23 +180,27 @@ class DecoderLayer(_Layer):
         self.encoder_attention = MultiHeadAttentionLayer(c.hid_dim, c.n_heads, c.dropout)
         self.positionwise_feedforward = PositionwiseFeedforwardLayer(c.hid_dim, c.ff_dim, c.dropout)
 
-    def forward(self, x, self_mask, cross, src_mask, cache=None, pos=None):
-        """With `cache` and `pos` the step writes position pos of a fixed cache; with `cache` alone it appends to a
-        growing one (`GrowingState`; `self_mask` is then None: every cached position is attended)."""
+    def forward(self, x, self_mask, cross, src_mask, cache=None, pos=None, valid=None):
+        """With `cache` and `pos` the step writes position pos of a fixed cache; with `cache` and `valid` it reads
+        a `CacheState` buffer and returns the new position's keys/values alone (`self_mask` is then None)."""
 
         def self_attend(h):
             k, v = self.self_attention.kv(h)
-            if cache is not None and pos is None:
-                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-            elif cache is not None:
+            if valid is not None:
+                return self.self_attention.forward_cached(h, *cache, valid, k, v), (k, v)
+            if cache is not None:
                 hit = (torch.arange(cache[0].shape[2], device=h.device)[None, :] == pos[:, None])[:, None, :, None]
                 k, v = torch.where(hit, k, cache[0]), torch.where(hit, v, cache[1])
             out, _ = self.self_attention(h, k, v, self_mask)
             return out, (k, v)
 
+        def cross_attend(h):
+            if valid is not None:  # a cache-state step: beams share their sentence's encoder tensors
+                return shared_cross_attention(self.encoder_attention, h, cross[0], cross[1], src_mask)
+            return self.encoder_attention(h, cross[0], cross[1], src_mask)
+
         x, kv = self._sublayer(x, self.self_attn_layer_norm, self_attend)
-        x, weights = self._sublayer(x, self.enc_attn_layer_norm,
-                                    lambda h: self.encoder_attention(h, cross[0], cross[1], src_mask))
+        x, weights = self._sublayer(x, self.enc_attn_layer_norm, cross_attend)
         x, _ = self._sublayer(x, self.ff_layer_norm, lambda h: (self.positionwise_feedforward(h), None))
         return x, weights, kv
 
@@ -229,18 +278,19 @@ class Decoder(_Embedded):
         logits = torch.where((pos < size)[:, None], logits, torch.full_like(logits, float("nan")))
         return logits, weights[:, :, 0], DecodeState(tuple(keys), tuple(values), pos + 1)
 
-    def step_growing(self, enc: EncoderOutput, token: torch.Tensor, state: GrowingState):
-        """`step` over a `GrowingState`: token [B] at position t (the cache length) -> logits, weights, t + 1
-        positions. Past a learned position table the embedding lookup fails (the runtime bounds the steps)."""
-        t = state.keys[0].shape[2]
-        x = self.embed(token[:, None], torch.arange(t, t + 1, device=token.device)[None])
+    def step_cached(self, enc: EncoderOutput, token: torch.Tensor, state: CacheState, length: torch.Tensor):
+        """`step` over a `CacheState`: token [B] at position `length` (a 0-d int64 tensor) -> logits, weights and
+        the new position's keys/values. Past a learned position table the lookup fails (the runtime bounds the
+        steps)."""
+        x = self.embed(token[:, None], length.reshape(1, 1))
+        valid = cache_mask(state, length)
         keys, values, weights = [], [], None
         for i, layer in enumerate(self.layers):
             x, weights, (k, v) = layer(x, None, (enc.cross_k[i], enc.cross_v[i]), enc.src_mask[:, None, None, :],
-                                       cache=(state.keys[i], state.values[i]))
+                                       cache=(state.keys[i], state.values[i]), valid=valid)
             keys.append(k)
             values.append(v)
-        return self._out(x[:, 0]), weights[:, :, 0], GrowingState(tuple(keys), tuple(values))
+        return self._out(x[:, 0]), weights[:, :, 0], CacheState(tuple(keys), tuple(values))
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -288,21 +338,27 @@ class TransformerSeq2Seq(nn.Module):
         logits, weights, state = self.decoder.step(enc, token, state)
         return (logits, state, weights) if return_attention else (logits, state)
 
-    def init_growing_state(self, enc: EncoderOutput) -> GrowingState:
-        """Caches of no positions yet ([B, heads, 0, head_dim] per layer), for `decode_step_growing`."""
-        c = self.cfg
-        empty = enc.cross_k[0].new_zeros(enc.src_mask.shape[0], c.n_heads, 0, c.hid_dim // c.n_heads)
-        return GrowingState(tuple(empty.clone() for _ in range(c.n_layers)),
-                            tuple(empty.clone() for _ in range(c.n_layers)))
+    def init_cache_state(self, enc: EncoderOutput, capacity: int) -> CacheState:
+        """Zero buffers of `capacity` positions ([B, heads, capacity, head_dim] per layer), for
+        `decode_step_cached`."""
+        return empty_cache(self.cfg, enc, capacity)
 
-    def decode_step_growing(self, enc: EncoderOutput, token: torch.Tensor, state: GrowingState,
-                            return_attention: bool = False):
-        """`decode_step` with a `GrowingState`: the same logits as the fixed cache at the same position."""
-        logits, weights, state = self.decoder.step_growing(enc, token, state)
-        return (logits, state, weights) if return_attention else (logits, state)
+    def decode_step_cached(self, enc: EncoderOutput, token: torch.Tensor, state: CacheState, length: torch.Tensor,
+                           return_attention: bool = False):
+        """`decode_step` over a `CacheState` whose first `length` positions are decoded: the same logits as the
+        fixed cache at that position, and the new position's keys/values (a one-position CacheState)."""
+        logits, weights, rows = self.decoder.step_cached(enc, token, state, length)
+        return (logits, rows, weights) if return_attention else (logits, rows)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(src, src_lengths), tgt_in)
+
+
+def empty_cache(cfg: ModelConfig, enc: EncoderOutput, capacity: int) -> CacheState:
+    """A `CacheState` of zeros: `capacity` positions for the rows of `enc`."""
+    empty = enc.cross_k[0].new_zeros(enc.src_mask.shape[0], cfg.n_heads, capacity, cfg.hid_dim // cfg.n_heads)
+    return CacheState(tuple(empty.clone() for _ in range(cfg.n_layers)),
+                      tuple(empty.clone() for _ in range(cfg.n_layers)))
 
 
 def layer_norm(flax_prefix: str, torch_prefix: str) -> list[Rule]:
