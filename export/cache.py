@@ -85,6 +85,7 @@ class Cache:
         this cache: its buffers go one at a time as they are gathered, so only one tensor is ever held twice."""
         rows = np.asarray(rows, np.int64)
         taken: list[np.ndarray] = []
+        self.views = None  # they hold the buffers too
         while self.buffers:
             buffer = self.buffers.pop(0)
             out = np.empty((len(rows), *buffer.shape[1:]), buffer.dtype)
