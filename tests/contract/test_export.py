@@ -205,6 +205,38 @@ def test_export_cache_buffers_grow_and_reorder(exports, name):
     assert isinstance(state_o, Cache) and state_o.length == steps and state_o.capacity == 3 * CHUNK
 
 
+def test_export_ensembles_mix_cache_and_plain_states(exports):
+    """A Transformer export (cache state, encoder rows once per sentence) in ensembles (export/ensemble.py): with
+    itself it decodes what it decodes alone, and with a GRU export (its state in onnxruntime, encoder rows once
+    per beam, so the ensemble takes them per beam) each sentence gets at batch 1 the tokens it gets at batch 3."""
+    from export.ensemble import EnsembleStepper
+    from export.search import search_top
+
+    tr, gru = exports("transformer"), exports("bentrevett-gru")
+    cfg = tr.cfg
+    assert (cfg.tgt_vocab_size, cfg.bos_id, cfg.eos_id, cfg.pad_id) == (
+        gru.cfg.tgt_vocab_size, gru.cfg.bos_id, gru.cfg.eos_id, gru.cfg.pad_id)
+
+    def decode(members, src, lengths):
+        st = EnsembleStepper(members, cfg.eos_id)
+        enc, state = st.encode(src, lengths)
+        return search_top(st.top_step, enc, state, batch=len(src), beam=BEAM, max_len=MAX_LEN, bos_id=cfg.bos_id,
+                          eos_id=cfg.eos_id, pad_id=cfg.pad_id, alpha=ALPHA, reorder=st.reorder, take=st.take,
+                          shared_encoder=st.shared_encoder)
+
+    src, lengths = random_src(cfg, 3, 7, seed=3)
+    alone = tr.translator.search(src, lengths, beam=BEAM, max_len=MAX_LEN, alpha=ALPHA)
+    twice = decode([tr.translator.stepper] * 2, src, lengths)
+    np.testing.assert_array_equal(twice.tokens, alone.tokens)
+    np.testing.assert_allclose(twice.scores, alone.scores, atol=1e-5)
+    assert EnsembleStepper([tr.translator.stepper, gru.translator.stepper], cfg.eos_id).shared_encoder is False
+    mixed = decode([tr.translator.stepper, gru.translator.stepper], src, lengths)
+    for row in range(3):
+        one = decode([tr.translator.stepper, gru.translator.stepper], src[row:row + 1, : lengths[row]],
+                     lengths[row:row + 1])
+        np.testing.assert_array_equal(one.tokens, mixed.tokens[row:row + 1], err_msg=f"row {row}")
+
+
 def check_small_batches(exp: Exported, src: np.ndarray, lengths: np.ndarray, beam: int,
                         tokens: np.ndarray) -> None:
     """Rows 0-2 (source lengths 50, 7, 1) decoded by ORT at batch 3 and each alone at its own width give the
