@@ -58,9 +58,9 @@ def cached_attention(q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, 
     """Attention of q [B, h, 1, d] over the buffer's valid positions and the new one, without concatenating
     them: the buffer's scores (positions where `valid` is False masked) and the new position's score share one
     softmax, so the exported step reads the buffer where it lies instead of copying it into a longer one."""
-    scale = math.sqrt(q.shape[-1])
-    energy = (torch.matmul(q, k_buf.transpose(2, 3)) / scale).masked_fill(~valid, NEG)
-    weights = torch.softmax(torch.cat([energy, (q * k_new).sum(-1, keepdim=True) / scale], dim=-1), dim=-1)
+    q = q / math.sqrt(q.shape[-1])  # scaled once for both scores: one [B, h, 1, d] division instead of two
+    energy = torch.matmul(q, k_buf.transpose(2, 3)).masked_fill(~valid, NEG)
+    weights = torch.softmax(torch.cat([energy, torch.matmul(q, k_new.transpose(2, 3))], dim=-1), dim=-1)
     size = k_buf.shape[2]
     return torch.matmul(weights[..., :size], v_buf) + weights[..., size:] * v_new
 
