@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, help="validation BLEU every N steps (default: per preset, see SETTINGS)")
     p.add_argument("--set", action="append", default=[], metavar="PRESET:KEY=VALUE",
                    help="extra model override for one preset, e.g. bentrevett-convs2s:n_layers=6")
+    p.add_argument("--flags-for", action="append", default=[], metavar='PRESET="FLAGS"',
+                   help='more `train` flags for one preset, after its own (so they win), e.g. '
+                        'bentrevett-transformer="--label-smoothing 0.1 --ema-decay 0.999"')
     return p.parse_args(argv)
 
 
@@ -96,6 +99,7 @@ def train_command(name: str, workdir: Path, args: argparse.Namespace) -> list[st
         (flags, every), preset, data = SETTINGS[name], name, DATA
         flags = [*COMMON, *flags]
     extra = [x for item in args.set if item.startswith(name + ":") for x in ("--set", item.split(":", 1)[1])]
+    extra += [x for item in args.flags_for if item.split("=", 1)[0] == name for x in shlex.split(item.split("=", 1)[1])]
     return ["s2s-jax", "train", "--preset", preset, *data, "--manual-dir", args.manual_dir, *flags, *extra,
             "--eval-every", str(args.eval_every or every), "--minutes", f"{budget(name, args):g}",
             "--workdir", str(workdir)]
@@ -143,12 +147,24 @@ def one_model(preset: str, args: argparse.Namespace) -> dict:
         "target_tokens": _tokens_seen(workdir), "curve": [(h["step"], round(h["bleu"], 2)) for h in evals],
         "commands": [shlex.join(train), shlex.join(evaluate)],
     }
+    # Other weights of the same run, each scored on validation too (greedy, as the best checkpoint was chosen),
+    # so that which of them is the run's result is decided without test_2016.
+    others = []
     if args.average:
         average = ["s2s-jax", "average", "--workdir", str(workdir), "--last", str(args.average)]
         run_cli(average, log)
-        averaged = evaluate[:evaluate.index("--checkpoint") + 1] + ["averaged", "--beam", str(args.beam)]
-        row["averaged_bleu"] = json.loads(run_cli(averaged, log).strip().splitlines()[-1])["bleu"]
-        row["commands"] += [shlex.join(average), shlex.join(averaged)]
+        row["commands"].append(shlex.join(average))
+        others.append("averaged")
+    if config["optimizer"].get("ema_decay"):
+        others.append("ema")
+    for which in others:
+        scores = {}
+        for split, beam in (("valid", 1), ("test", args.beam)):
+            cmd = ["s2s-jax", "evaluate", "--workdir", str(workdir), "--split", split, "--checkpoint", which,
+                   "--beam", str(beam)]
+            scores[split] = json.loads(run_cli(cmd, log).strip().splitlines()[-1])["bleu"]
+            row["commands"].append(shlex.join(cmd))
+        row[f"{which}_bleu"], row[f"{which}_valid_bleu"] = scores["test"], scores["valid"]
     return row
 
 
@@ -190,7 +206,10 @@ def markdown(rows: list[dict], beam: int) -> str:
 
 
 def _averaged(row: dict) -> str:
-    return f" (averaged: {row['averaged_bleu']:.2f})" if row.get("averaged_bleu") is not None else ""
+    """The other weights of the run: ` (averaged: test, valid v; ema: ...)`."""
+    parts = [f"{w}: {row[w + '_bleu']:.2f}, valid {row[w + '_valid_bleu']:.2f}" for w in ("averaged", "ema")
+             if row.get(w + "_bleu") is not None]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def report(paths: list[str], beam: int) -> int:
@@ -219,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     for preset in presets:
         rows.append(one_model(preset, args))
         Path(args.root, "quality.json").write_text(json.dumps(rows, indent=1) + "\n")
-        print(json.dumps({k: rows[-1].get(k) for k in ("preset", "test_bleu", "averaged_bleu", "valid_bleu", "steps",
-                                                        "target_tokens", "curve")}), flush=True)
+        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("commands", "sizes")}), flush=True)
     print(f"\n{datetime.date.today()}, {machine()}\n")
     print(markdown(rows, args.beam))
     print("\ncommands:")
