@@ -37,7 +37,7 @@ class Cache:
     @classmethod
     def zeros(cls, spec: dict[str, Any], rows: int, capacity: int = CHUNK) -> Cache:
         """An empty cache for `rows` rows. spec: model.json's `cache` (axis, shapes with 0 for the rows and
-        positions, the row outputs, the length input)."""
+        positions, the output of the stacked rows, the length input)."""
         axis = int(spec["axis"])
         buffers = []
         for shape in spec["shapes"].values():

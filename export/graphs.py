@@ -87,7 +87,9 @@ class EncoderGraph(nn.Module):
 
 class DecoderStepGraph(nn.Module):
     """One decode_step with log_softmax inside; encoder leaves not in `keep` are None (unused by the step). With a
-    cache state the step also takes `length` (a 0-d int64) and returns the new position's rows, not a state."""
+    cache state the step also takes `length` (a 0-d int64) and returns the new position's rows, not a state,
+    stacked into one tensor (one output instead of one per cache tensor: each output costs the runtime a binding
+    and an OrtValue a step)."""
 
     def __init__(self, model: nn.Module, enc_spec: pytree.TreeSpec, keep: list[int],
                  state_spec: pytree.TreeSpec, cached: bool = False) -> None:
@@ -103,7 +105,10 @@ class DecoderStepGraph(nn.Module):
         enc_tree = pytree.tree_unflatten(leaves, self.enc_spec)
         logits, new_state = self.methods.step(enc_tree, token, pytree.tree_unflatten(list(state), self.state_spec),
                                               length)
-        return (torch.log_softmax(logits.float(), dim=-1), *pytree.tree_leaves(new_state))
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        if self.methods.cached:
+            return log_probs, torch.stack(pytree.tree_leaves(new_state))
+        return (log_probs, *pytree.tree_leaves(new_state))
 
 
 def numpy_stepper(model: nn.Module, src: torch.Tensor, src_lengths: torch.Tensor,

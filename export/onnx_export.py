@@ -65,6 +65,7 @@ VERSION = 3  # 2: the state stays in onnxruntime (search head, state_reorder.onn
 ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "model.json"
 REORDER_FILE = "state_reorder.onnx"
 CACHE_LENGTH = "length"  # the cache step's input: how many positions of the buffers are decoded
+CACHE_ROWS = "cache_rows"  # its output: the new position of every buffer, stacked on a new first axis
 SAMPLES = ((2, 5), (3, 7))  # (batch, source length) of the two eager runs; the first is the export sample
 SAMPLE_CAPACITY, SAMPLE_LENGTH = 3, 2  # a cache state is traced at these sizes (torch.export specializes 0 and 1)
 CHECK_SIZES = ((1, 1), (3, 9))  # sizes the exported graphs are run at against torch_ref
@@ -216,7 +217,7 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     # Decoder first, with every encoder tensor; the ones it never reads are dropped from both graphs.
     tell("exporting the decoder step")
     token = torch.full((b0 * rows_per_sentence,), cfg.bos_id, dtype=torch.long)
-    step_names = [("row_" if cached else "next_") + n for n in state_names]
+    step_names = [CACHE_ROWS] if cached else ["next_" + n for n in state_names]
     length = [CACHE_LENGTH] if cached else []
     decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, cached)
     dec_dynamic = {"token": {0: dims["batch"]}, "enc": tuple(_dims(enc_axes[n], dims) for n in enc_names),
@@ -262,7 +263,7 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
                                               "outputs": [step_heads.REORDERED + n for n in state_names]},
         "enc_tensors": kept_names,
         "state_tensors": state_names,
-        "cache": _cache_spec(state_names, state0, cache_axis, step_names) if cached else None,
+        "cache": _cache_spec(state_names, state0, cache_axis) if cached else None,
         "shared_encoder": cached,
         "dynamic_axes": {n: {str(a): k for a, k in {**axes[n], **step_axes.get(n, {})}.items()}
                          for n in kept_names + state_names},
@@ -273,15 +274,15 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     return spec
 
 
-def _cache_spec(names: list[str], sample: list[torch.Tensor], axis: int, rows: list[str]) -> dict[str, Any]:
+def _cache_spec(names: list[str], sample: list[torch.Tensor], axis: int) -> dict[str, Any]:
     """model.json's `cache`: what export/cache.py needs to allocate and write the buffers (shapes with 0 for the
-    rows and the positions)."""
+    rows and the positions), and the step output that stacks the new position of every buffer (`rows`)."""
     shapes = {}
     for name, leaf in zip(names, sample, strict=True):
         shape = [0, *leaf.shape[1:]]
         shape[axis] = 0
         shapes[name] = shape
-    return {"axis": axis, "length": CACHE_LENGTH, "rows": rows, "shapes": shapes,
+    return {"axis": axis, "length": CACHE_LENGTH, "rows": CACHE_ROWS, "shapes": shapes,
             "dtype": str(sample[0].numpy().dtype)}
 
 
@@ -309,7 +310,8 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
             if buffers is not None:
                 values.update(buffers.feeds())
             outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
-            outputs = outputs[: 1 + len(spec["state_tensors"])]  # log-probs, state; the search head's follow
+            # log-probs, state (a cache state: its stacked rows); the search head's follow
+            outputs = outputs[: 2] if buffers is not None else outputs[: 1 + len(spec["state_tensors"])]
             with torch.no_grad():
                 logits, state = graphs.contract_step(reference, enc, token, state)
             expected = torch.log_softmax(logits.float(), dim=-1).numpy()
@@ -317,7 +319,7 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
             worst = max(worst, float(error.max()))
             excess = max(excess, float((error - CHECK_RTOL * np.abs(expected)).max()))
             if buffers is not None:
-                buffers = buffers.written(outputs[1:])
+                buffers = buffers.written(list(outputs[1]))
             else:
                 values.update(zip(spec["state_tensors"], outputs[1:], strict=True))
             token = torch.from_numpy(rng.integers(0, cfg.tgt_vocab_size, b).astype(np.int64))

@@ -73,7 +73,7 @@ class OrtStepper:
         self.shared_encoder = bool(manifest.get("shared_encoder"))
         self.enc_names, self.state_names = list(manifest["enc_tensors"]), list(manifest["state_tensors"])
         self.in_types = {i.name: DTYPES[i.type] for s in (encoder, decoder) for i in s.get_inputs()}
-        self.next_names = list(self.cache["rows"]) if self.cache else ["next_" + n for n in self.state_names]
+        self.next_names = [self.cache["rows"]] if self.cache else ["next_" + n for n in self.state_names]
         self.reordered = [] if self.cache else list(manifest["state_reorder"]["outputs"])
         self.eos_id = int(manifest["special_ids"]["eos"])
         self.vocab = int(manifest["config"]["tgt_vocab_size"])
@@ -125,7 +125,7 @@ class OrtStepper:
             del values  # the views of the buffers: a growing buffer's old memory goes as soon as it is copied
             if state.length == state.capacity:  # the buffers are about to grow: their old views go with them
                 state.views = None
-            new = state.written([v.numpy() for v in new])
+            new = state.written(list(new[0].numpy()))  # the rows stacked: one view per buffer
         if k is None:
             return candidates(out[0].numpy(), live, last, self.eos_id), None, new
         top, ids = out[0].numpy(), out[1].numpy()

@@ -7,7 +7,7 @@ import pytest
 
 from export.cache import CHUNK, Cache
 
-SPEC = {"axis": 2, "length": "length", "rows": ["row_state.keys.0", "row_state.values.0"], "dtype": "float32",
+SPEC = {"axis": 2, "length": "length", "rows": "cache_rows", "dtype": "float32",
         "shapes": {"state.keys.0": [0, 2, 0, 3], "state.values.0": [0, 2, 0, 3]}}
 
 
