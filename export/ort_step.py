@@ -43,10 +43,10 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     """Options for the runtime's sessions: `threads` intra-op threads (None: onnxruntime's default, one per
     core), one inter-op thread (a step is a chain of ops), graph optimization `optimization` (OPTIMIZATION).
 
-    The memory pattern planner is off: the growing state gives every step new shapes, so a planned pattern is
-    never reused, only rebuilt. So is the CPU arena, which kept every size of state it had ever held: decoding
-    test_2016 at batch 64, beam 5 peaked at 470 MB of RSS with it and 352 MB without, and took no longer
-    (bench/runtime_memory.py)."""
+    The memory pattern planner is off: the state's shapes change within a search (the cache's positions, the
+    rows of finished sentences leaving), so a planned pattern is rarely reused, only rebuilt. So is the CPU
+    arena, which kept every size of state it had ever held: decoding test_2016 at batch 64, beam 5 peaked at
+    470 MB of RSS with it and 352 MB without (format-2 exports), and took no longer (bench/runtime_memory.py)."""
     if optimization not in OPTIMIZATION:
         raise ValueError(f"graph optimization {optimization!r}: choose from {', '.join(OPTIMIZATION)}")
     options = ort.SessionOptions()
