@@ -159,12 +159,12 @@ def one_model(preset: str, args: argparse.Namespace) -> dict:
         others.append("ema")
     for which in others:
         scores = {}
-        for split, beam in (("valid", 1), ("test", args.beam)):
+        for split, beam in (("validation", 1), ("test", args.beam)):
             cmd = ["s2s-jax", "evaluate", "--workdir", str(workdir), "--split", split, "--checkpoint", which,
                    "--beam", str(beam)]
             scores[split] = json.loads(run_cli(cmd, log).strip().splitlines()[-1])["bleu"]
             row["commands"].append(shlex.join(cmd))
-        row[f"{which}_bleu"], row[f"{which}_valid_bleu"] = scores["test"], scores["valid"]
+        row[f"{which}_bleu"], row[f"{which}_valid_bleu"] = scores["test"], scores["validation"]
     return row
 
 
