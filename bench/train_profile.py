@@ -34,10 +34,8 @@ import gzip
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,13 +87,7 @@ def interleaved(runners: dict[str, Callable[[], None]], reps: int) -> dict[str, 
     """Median seconds per call of each runner, the runners taking turns (load hits all alike); one warm-up each."""
     for run in runners.values():
         run()
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(reps):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return tt.timed_rounds(runners, reps)
 
 
 # --- JAX trace parsing -------------------------------------------------------------------------------------------
