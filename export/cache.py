@@ -59,26 +59,26 @@ class Cache:
     def written(self, rows: Sequence[np.ndarray]) -> Cache:
         """This cache with the step's new position `rows` (one per buffer, size 1 on the cache axis) at position
         `length`, in place; the buffers first grow by CHUNK positions when full."""
-        full = self.length == self.capacity
-        buffers = self._grown(self.capacity + CHUNK) if full else self.buffers
-        at = [slice(None)] * buffers[0].ndim
+        if self.length == self.capacity:
+            self.views = None  # they hold the old buffers, which should go as each is copied
+            self._grow(self.capacity + CHUNK)
+        at = [slice(None)] * self.buffers[0].ndim
         at[self.axis] = slice(self.length, self.length + 1)
-        for buffer, row in zip(buffers, rows, strict=True):
+        for buffer, row in zip(self.buffers, rows, strict=True):
             buffer[tuple(at)] = row
-        return Cache(self.spec, buffers, self.length + 1, None if full else self.views)
+        return Cache(self.spec, self.buffers, self.length + 1, self.views)
 
-    def _grown(self, capacity: int) -> list[np.ndarray]:
-        grown = []
+    def _grow(self, capacity: int) -> None:
+        """Replace each buffer by one of `capacity` positions holding the same decoded ones, one at a time, so
+        that the old buffer goes before the next is copied."""
+        at = [slice(None)] * self.buffers[0].ndim
+        at[self.axis] = slice(0, self.length)
         for i, buffer in enumerate(self.buffers):
             shape = list(buffer.shape)
             shape[self.axis] = capacity
             new = np.zeros(shape, buffer.dtype)
-            at = [slice(None)] * buffer.ndim
-            at[self.axis] = slice(0, self.length)
             new[tuple(at)] = buffer[tuple(at)]
-            grown.append(new)
-            self.buffers[i] = new  # the old buffer goes now, not after all of them are copied
-        return grown
+            self.buffers[i] = new
 
     def take(self, rows: np.ndarray) -> Cache:
         """Row i from row rows[i] of every buffer (beams repeated or reordered, finished rows dropped). Consumes

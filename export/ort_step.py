@@ -110,12 +110,11 @@ class OrtStepper:
                   "k": np.array([k or 1], np.int64)}
         values = dict(zip(self.enc_names, enc, strict=True))
         if isinstance(state, Cache):  # the buffers are bound where they lie: OrtValues over numpy's memory
-            feeds = state.feeds()
-            arrays[self.cache["length"]] = feeds.pop(self.cache["length"])
+            arrays[self.cache["length"]] = np.array(state.length, np.int64)
             if state.views is None:
-                state.views = {name: ort.OrtValue.ortvalue_from_numpy(feeds.pop(name)) for name in list(feeds)}
+                state.views = {name: ort.OrtValue.ortvalue_from_numpy(buffer)
+                               for name, buffer in zip(self.state_names, state.buffers, strict=True)}
             values |= state.views
-            del feeds
         else:
             values |= dict(zip(self.state_names, state, strict=True))
         heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
@@ -123,8 +122,6 @@ class OrtStepper:
         new = out[len(heads):]
         if isinstance(state, Cache):
             del values  # the views of the buffers: a growing buffer's old memory goes as soon as it is copied
-            if state.length == state.capacity:  # the buffers are about to grow: their old views go with them
-                state.views = None
             new = state.written(list(new[0].numpy()))  # the rows stacked: one view per buffer
         if k is None:
             return candidates(out[0].numpy(), live, last, self.eos_id), None, new
