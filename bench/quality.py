@@ -193,16 +193,27 @@ def _sizes(model: dict) -> str:
 
 def markdown(rows: list[dict], beam: int) -> str:
     lines = [f"| preset | model | params | cores | budget | steps (best) | valid BLEU (greedy) "
-             f"| test_2016 BLEU (beam {beam}) | bentrevett test BLEU |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"| test_2016 BLEU (beam {beam}) | chosen on validation | bentrevett test BLEU |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = f"{r['reference_bleu']:.1f}" if r["reference_bleu"] is not None else "-"
+        which, test = chosen(r)
         lines.append(f"| `{r['preset']}` | {r['sizes']} | {r['params'] / 1e6:.1f}M | {r['cores']} | "
                      f"{r['minutes']:g} min ({r['train_seconds'] / 60:.1f} min run) | "
-                     f"{r['steps']:,} ({r['best_step']:,}) | {r['valid_bleu']:.2f} | **{r['test_bleu']:.2f}**"
-                     f"{_averaged(r)} "
-                     f"| {ref} |")
+                     f"{r['steps']:,} ({r['best_step']:,}) | {r['valid_bleu']:.2f} | {r['test_bleu']:.2f}"
+                     f"{_averaged(r)} | {which}: **{test:.2f}** | {ref} |")
     return "\n".join(lines)
+
+
+def chosen(row: dict) -> tuple[str, float]:
+    """(which weights, their test BLEU) of the weights with the highest validation BLEU (greedy) among the best
+    checkpoint, the averaged checkpoints and the EMA: the run's result, picked without looking at test_2016.
+    A tie keeps the earlier of best, averaged, ema."""
+    scored = [("best", row["valid_bleu"], row["test_bleu"])]
+    scored += [(w, row[w + "_valid_bleu"], row[w + "_bleu"]) for w in ("averaged", "ema")
+               if row.get(w + "_bleu") is not None]
+    which, _, test = max(scored, key=lambda s: s[1])
+    return which, test
 
 
 def _averaged(row: dict) -> str:
