@@ -205,21 +205,25 @@ def markdown(rows: list[dict], beam: int) -> str:
     return "\n".join(lines)
 
 
+def _weights(row: dict) -> list[tuple[str, float, float]]:
+    """(which, validation BLEU, test BLEU) of each set of weights the run scored: the best checkpoint first, then
+    the averaged checkpoints and the EMA where the run has them."""
+    scored = [("best", row["valid_bleu"], row["test_bleu"])]
+    return scored + [(w, row[w + "_valid_bleu"], row[w + "_bleu"]) for w in ("averaged", "ema")
+                     if row.get(w + "_bleu") is not None]
+
+
 def chosen(row: dict) -> tuple[str, float]:
     """(which weights, their test BLEU) of the weights with the highest validation BLEU (greedy) among the best
     checkpoint, the averaged checkpoints and the EMA: the run's result, picked without looking at test_2016.
     A tie keeps the earlier of best, averaged, ema."""
-    scored = [("best", row["valid_bleu"], row["test_bleu"])]
-    scored += [(w, row[w + "_valid_bleu"], row[w + "_bleu"]) for w in ("averaged", "ema")
-               if row.get(w + "_bleu") is not None]
-    which, _, test = max(scored, key=lambda s: s[1])
+    which, _, test = max(_weights(row), key=lambda s: s[1])
     return which, test
 
 
 def _averaged(row: dict) -> str:
     """The other weights of the run: ` (averaged: test, valid v; ema: ...)`."""
-    parts = [f"{w}: {row[w + '_bleu']:.2f}, valid {row[w + '_valid_bleu']:.2f}" for w in ("averaged", "ema")
-             if row.get(w + "_bleu") is not None]
+    parts = [f"{w}: {test:.2f}, valid {valid:.2f}" for w, valid, test in _weights(row)[1:]]
     return f" ({'; '.join(parts)})" if parts else ""
 
 
