@@ -61,6 +61,9 @@ RECIPE_RUNS: dict[str, tuple[str, list[str], list[str], int]] = {
                                  "--buckets", "12,16,24,32,48"],
                       ["--recipe", "multi30k-tiny", "--steps", "1000000", "--best-metric", "bleu",
                        "--checkpoint-every", "100", "--keep", "10", "--no-progress"], 500),
+    "multi30k-cpu": ("marian", ["--data", "multi30k:de-en:tok", "--tokenizer", "spm", "--spm-vocab-size", "8000",
+                                "--buckets", "12,16,20,24,32,48"],
+                     ["--recipe", "multi30k-cpu", "--steps", "1000000", "--no-progress"], 500),
 }
 
 
@@ -186,7 +189,7 @@ def _param_count(workdir: Path) -> int:
 
 
 def _sizes(model: dict) -> str:
-    family_keys = {"transformer": ("n_heads", "ff_dim"), "convs2s": ("kernel_size",)}
+    family_keys = {"transformer": ("n_heads", "ff_dim"), "marian": ("n_heads", "ff_dim"), "convs2s": ("kernel_size",)}
     keys = ("emb_dim", "hid_dim", "n_layers", *family_keys.get(model["family"], ()), "dropout")
     return ", ".join(f"{k} {model[k]}" for k in keys)
 

@@ -223,6 +223,24 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
                      "best_metric": "bleu", "log_every": 100},
         "decoding": {"beam": 5},
     },
+    # multi30k-tiny's tools at the size that two CPU cores train in two hours (bench/quality.py's
+    # `multi30k-cpu` row): the marian family at the bentrevett Transformer's sizes (d_model 256, 3+3 layers,
+    # 8 heads, ffn 512), post-LN, fairseq positions, every embedding shared (joint SentencePiece 8k:
+    # --tokenizer spm --spm-vocab-size 8000), dropout 0.2, label smoothing 0.1, adam (0.9, 0.98) at 1e-3 after
+    # 500 warm-up updates then inverse sqrt, about 3k tokens a batch, EMA 0.999, the last 10 checkpoints (one
+    # per ~1.5k updates, ~10 epochs) kept for `s2s-jax average --last 10`, beam 5. Sized, not tuned: the
+    # warm-up and batch fit the ~5k updates two hours allow here, where multi30k-tiny's 2,000 warm-up updates
+    # of 8,000 fill most of them.
+    "multi30k-cpu": {
+        "model": {"hid_dim": 256, "emb_dim": 256, "n_layers": 3, "n_heads": 8, "ff_dim": 512, "dropout": 0.2,
+                  "positions": "fairseq", "activation": "relu", "share_embeddings": True, "tie_embeddings": True,
+                  "max_len": 256},
+        "optimizer": {"b2": 0.98, "lr": 1e-3, "schedule": "inverse_sqrt", "warmup_steps": 500,
+                      "label_smoothing": 0.1, "clip_norm": 0.0, "ema_decay": 0.999},
+        "training": {"max_tokens": 3000, "steps": 100000, "eval_every": 500, "checkpoint_every": 150, "keep": 10,
+                     "best_metric": "bleu", "log_every": 100},
+        "decoding": {"beam": 5},
+    },
     # A few seconds on a CPU: for checking that a setup runs end to end.
     "smoke": {"training": {"steps": 20, "batch_size": 16, "eval_every": 10, "log_every": 5, "eval_chunk": 100}},
 }
