@@ -14,8 +14,11 @@ and read back with `tfds.data_source` / `as_data_source`, which need no TensorFl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,34 @@ def parse_spec(text: str) -> DataSpec:
     return DataSpec(kind, name, direction=pair)
 
 
+@contextlib.contextmanager
+def preparing(data_dir: str | Path | None) -> Iterator[None]:
+    """Hold the data dir's preparation lock: one process at a time prepares (or checks) datasets there.
+
+    Why: two `train` processes started together on an unprepared dataset would otherwise both write it, and
+    the second to finish fails renaming its copy onto the first's (tfds raises FileExistsError). Behind the
+    lock the second finds the dataset prepared and only reads it. An flock is dropped by the kernel when its
+    holder dies, so a killed preparation never leaves the lock held.
+    """
+    if data_dir is None:
+        from tensorflow_datasets.core import constants
+
+        data_dir = constants.get_default_data_dir()
+    try:
+        directory = Path(data_dir).expanduser()
+        directory.mkdir(parents=True, exist_ok=True)
+        f = open(directory / ".s2s-jax-prepare.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:  # a read-only data dir of prepared datasets: nothing will be written there, no lock needed
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _open(spec: DataSpec, data_dir: str | None, manual_dir: str | None) -> tuple[Any, tuple[str, str]]:
     """(split name -> data source, (source key, target key)), preparing the ArrayRecord files first if needed."""
     import tensorflow_datasets as tfds
@@ -80,7 +111,8 @@ def _open(spec: DataSpec, data_dir: str | None, manual_dir: str | None) -> tuple
 
         builder = ParallelText(config=ParallelTextConfig.from_spec(spec.name), data_dir=data_dir,
                                file_format="array_record")
-        builder.download_and_prepare(**prepare)
+        with preparing(data_dir):
+            builder.download_and_prepare(**prepare)
         return (lambda split: builder.as_data_source(split=split)), ("source", "target")
     if spec.kind == "multi30k":
         importlib.import_module("s2s_jax.data.multi30k")  # registers the builder under its name
@@ -99,7 +131,8 @@ def _open(spec: DataSpec, data_dir: str | None, manual_dir: str | None) -> tuple
         raise UserError(f"--data tfds:{name} has no (source, target) supervised keys; add :SRC-TGT to the spec")
 
     def open_split(split: str) -> Any:
-        return tfds.data_source(name, split=split, download=True, download_and_prepare_kwargs=prepare, **kwargs)
+        with preparing(data_dir):
+            return tfds.data_source(name, split=split, download=True, download_and_prepare_kwargs=prepare, **kwargs)
 
     return open_split, (str(keys[0]), str(keys[1]))
 

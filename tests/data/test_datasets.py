@@ -6,11 +6,12 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from s2s_jax.data.datasets import load_splits, parse_spec
+from s2s_jax.data.datasets import load_splits, parse_spec, preparing
 from s2s_jax.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
@@ -80,6 +81,29 @@ def test_multi30k_reads_without_tensorflow(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_a_second_process_waits_for_the_first_to_prepare(tmp_path):
+    """While one process holds the data dir's preparation lock, another touches nothing there; once it is
+    released, the other prepares and reads. (Two unserialized preparations of one dataset fail: the second
+    rename finds the first's directory.)"""
+    manual, data = write_multi30k(tmp_path / "m30k"), tmp_path / "d"
+    script = textwrap.dedent(f"""
+        import s2s_jax.data.multi30k, tensorflow_datasets  # the slow imports, before saying ready
+        from s2s_jax.data.datasets import load_splits, parse_spec
+        print("ready", flush=True)
+        d = load_splits(parse_spec("multi30k:de-en"), ["train"], data_dir={str(data)!r}, manual_dir={str(manual)!r})
+        print(len(d["train"]))
+    """)
+    with preparing(data):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(2)
+        assert proc.poll() is None and not (data / "multi30k").exists()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.splitlines()[-1] == "3"
+    again = load_splits(parse_spec("multi30k:de-en"), ["train"], data_dir=data, manual_dir=manual)
+    assert again["train"][0] == (DE[0], EN[0])
 
 
 @pytest.mark.skipif(not (SHARED / "train.de.gz").exists(), reason="no local Multi30k copy in ../shared/data")
