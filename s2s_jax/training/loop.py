@@ -93,7 +93,8 @@ def train_loop(
     eval_step = make_eval_step(model, optimizer.label_smoothing)
     heldout = task.heldout_batch()
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    runlog.line(f"model {cfg.family}/{cfg.cell} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
+    name = f"{cfg.family}/{cfg.cell}" if cfg.family in ("rnn", "attention") else cfg.family  # cell: RNNs only
+    runlog.line(f"model {name} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
                 f"{n_params:,} parameters; task {task.settings()}; {tc.steps} steps of batch {batching} "
                 f"on {mesh.size} device(s) in {jax.process_count()} process(es)")
     if start:
