@@ -46,6 +46,16 @@ def test_a_recipe_may_set_the_model_under_the_flags():
     assert (run.training.max_tokens, run.training.keep, run.decoding.beam) == (500, 10, 5)
 
 
+def test_the_cpu_sized_recipe_keeps_the_tiny_recipes_tools():
+    """multi30k-cpu: the bentrevett Transformer's sizes with multi30k-tiny's tools, EMA on; flags still win."""
+    run, _ = _run("--preset", "marian", "--recipe", "multi30k-cpu", "--warmup-steps", "50")
+    m, o, t = run.model, run.optimizer, run.training
+    assert (m.hid_dim, m.n_layers, m.n_heads, m.ff_dim, m.dropout) == (256, 3, 8, 512, 0.2)
+    assert (m.share_embeddings, m.tie_embeddings, m.positions) == (True, True, "fairseq")
+    assert (o.lr, o.schedule, o.warmup_steps, o.label_smoothing, o.ema_decay) == (1e-3, "inverse_sqrt", 50, 0.1, 0.999)
+    assert (t.max_tokens, t.checkpoint_every, t.keep, t.best_metric) == (3000, 150, 10, "bleu")
+
+
 def test_json_round_trip_and_diff():
     run, _ = _run("--preset", "addition-gru", "--set", "data.n_heldout=30", "--recipe", "smoke")
     back = RunConfig.from_dict(json.loads(run.to_json()))
