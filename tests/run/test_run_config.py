@@ -54,6 +54,7 @@ def test_the_cpu_sized_recipe_keeps_the_tiny_recipes_tools():
     assert (m.share_embeddings, m.tie_embeddings, m.positions) == (True, True, "fairseq")
     assert (o.lr, o.schedule, o.warmup_steps, o.label_smoothing, o.ema_decay) == (1e-3, "inverse_sqrt", 50, 0.1, 0.999)
     assert (t.max_tokens, t.checkpoint_every, t.keep, t.best_metric) == (3000, 150, 10, "bleu")
+    assert (run.decoding.beam, run.decoding.alpha) == (5, 1.0)
 
 
 def test_json_round_trip_and_diff():
