@@ -154,13 +154,18 @@ class ModelConfig:
             raise ConfigError(f"max_len={self.max_len} must be >= 1")
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ConfigError(f"teacher_forcing={self.teacher_forcing} must be in [0, 1] (1: always the gold token)")
-        if self.teacher_forcing < 1.0 and self.family not in ("rnn", "attention"):
+        if self.teacher_forcing < 1.0 and not self.recurrent:
             raise ConfigError(f"teacher_forcing < 1 is implemented by the rnn and attention families (their "
                               f"decoders read one token a step), not {self.family!r}")
         # reverse_source is an RNN-encoder trick; the other families would silently ignore it.
-        if self.reverse_source and self.family not in ("rnn", "attention"):
+        if self.reverse_source and not self.recurrent:
             raise ConfigError(f"reverse_source=True is implemented by the rnn and attention families, "
                               f"not {self.family!r}")
+
+    @property
+    def recurrent(self) -> bool:
+        """The rnn and attention families: the ones `cell`, teacher forcing and reverse_source apply to."""
+        return self.family in ("rnn", "attention")
 
     def replace(self, **overrides: Any) -> ModelConfig:
         """A copy with `overrides`; an unknown key is an error naming the valid ones."""

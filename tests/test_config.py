@@ -44,3 +44,17 @@ def test_origin_defaults():
     assert (lstm.cell, lstm.emb_dim, lstm.hid_dim, lstm.n_layers, lstm.dropout) == ("lstm", 256, 512, 2, 0.5)
     gru = presets.get("bentrevett-gru")
     assert (gru.cell, gru.hid_dim, gru.n_layers, gru.context) == ("gru", 512, 1, "cho")
+
+
+@pytest.mark.parametrize("name, recurrent", [("bentrevett-gru", True), ("bentrevett-attention", True),
+                                             ("bentrevett-convs2s", False), ("bentrevett-transformer", False),
+                                             ("marian", False)])
+def test_only_the_recurrent_families_take_the_rnn_options(name, recurrent):
+    cfg = presets.get(name)
+    assert cfg.recurrent is recurrent and "recurrent" not in cfg.to_dict()  # derived, never saved
+    for option in ({"teacher_forcing": 0.5}, {"reverse_source": True}):
+        if recurrent:
+            assert cfg.replace(**option).recurrent
+        else:
+            with pytest.raises(ConfigError, match="implemented by the rnn and attention families"):
+                cfg.replace(**option)

@@ -93,7 +93,7 @@ def train_loop(
     eval_step = make_eval_step(model, optimizer.label_smoothing)
     heldout = task.heldout_batch()
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    name = f"{cfg.family}/{cfg.cell}" if cfg.family in ("rnn", "attention") else cfg.family  # cell: RNNs only
+    name = f"{cfg.family}/{cfg.cell}" if cfg.recurrent else cfg.family  # the cell names only an RNN
     runlog.line(f"model {name} emb {cfg.emb_dim} hid {cfg.hid_dim} layers {cfg.n_layers}: "
                 f"{n_params:,} parameters; task {task.settings()}; {tc.steps} steps of batch {batching} "
                 f"on {mesh.size} device(s) in {jax.process_count()} process(es)")
