@@ -6,8 +6,10 @@ more. At batch 64, beam 5 the state of the Multi30k Transformer is 110 MB at its
 350 MB of RSS, 1.44x the bound of issue 17. Here each tensor of the state is one numpy buffer of `capacity`
 positions on its cache axis, of which the first `length` are decoded; the step graph reads the buffers where
 they lie (bound as OrtValues over the same memory, no copy) with `length` as an input, and returns only the new
-position (`rows`), which `written` puts at position `length`. The buffers grow by CHUNK positions when full,
-so they hold at most CHUNK - 1 unused positions, and a beam reorder gathers one tensor at a time.
+position (`rows`), which `written` puts at position `length`; or (export version 4) the step writes that
+position itself, its present outputs bound to the same memory (export/attention_op.py; `reserve`, then
+`advanced`). The buffers grow by CHUNK positions when full, so they hold at most CHUNK - 1 unused positions,
+and a beam reorder gathers one tensor at a time.
 
 A `Cache` is a value for the search (export/search.py treats the state as opaque): `written` returns a new
 `Cache` one position longer over the same buffers. Positions at or past an older `Cache`'s length may be
@@ -56,17 +58,26 @@ class Cache:
         feeds[self.spec["length"]] = np.array(self.length, np.int64)
         return feeds
 
-    def written(self, rows: Sequence[np.ndarray]) -> Cache:
-        """This cache with the step's new position `rows` (one per buffer, size 1 on the cache axis) at position
-        `length`, in place; the buffers first grow by CHUNK positions when full."""
+    def reserve(self) -> None:
+        """Room for position `length`: the buffers grow by CHUNK positions when full. A step that writes the buffers
+        itself (model.json's `cache` has `present`) needs it before it runs."""
         if self.length == self.capacity:
             self.views = None  # they hold the old buffers, which should go as each is copied
             self._grow(self.capacity + CHUNK)
+
+    def advanced(self) -> Cache:
+        """This cache one position longer over the same buffers, once a step has written position `length`."""
+        return Cache(self.spec, self.buffers, self.length + 1, self.views)
+
+    def written(self, rows: Sequence[np.ndarray]) -> Cache:
+        """This cache with the step's new position `rows` (one per buffer, size 1 on the cache axis) at position
+        `length`, in place; the buffers first grow by CHUNK positions when full."""
+        self.reserve()
         at = [slice(None)] * self.buffers[0].ndim
         at[self.axis] = slice(self.length, self.length + 1)
         for buffer, row in zip(self.buffers, rows, strict=True):
             buffer[tuple(at)] = row
-        return Cache(self.spec, self.buffers, self.length + 1, self.views)
+        return self.advanced()
 
     def _grow(self, capacity: int) -> None:
         """Replace each buffer by one of `capacity` positions holding the same decoded ones, one at a time, so

@@ -89,13 +89,14 @@ class DecoderStepGraph(nn.Module):
     """One decode_step with log_softmax inside; encoder leaves not in `keep` are None (unused by the step). With a
     cache state the step also takes `length` (a 0-d int64) and returns the new position's rows, not a state,
     stacked into one tensor (one output instead of one per cache tensor: each output costs the runtime a binding
-    and an OrtValue a step)."""
+    and an OrtValue a step). `in_place`: the step's attention writes the buffers itself (export/attention_op.py),
+    so it returns the log-probs alone."""
 
     def __init__(self, model: nn.Module, enc_spec: pytree.TreeSpec, keep: list[int],
-                 state_spec: pytree.TreeSpec, cached: bool = False) -> None:
+                 state_spec: pytree.TreeSpec, cached: bool = False, in_place: bool = False) -> None:
         super().__init__()
         self.model, self.enc_spec, self.keep, self.state_spec = model, enc_spec, keep, state_spec
-        self.methods = StateMethods(model, cached)
+        self.methods, self.in_place = StateMethods(model, cached), in_place
 
     def forward(self, token: torch.Tensor, enc: tuple[torch.Tensor, ...], state: tuple[torch.Tensor, ...],
                 length: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -106,6 +107,8 @@ class DecoderStepGraph(nn.Module):
         logits, new_state = self.methods.step(enc_tree, token, pytree.tree_unflatten(list(state), self.state_spec),
                                               length)
         log_probs = torch.log_softmax(logits.float(), dim=-1)
+        if self.in_place:
+            return (log_probs,)
         if self.methods.cached:
             return log_probs, torch.stack(pytree.tree_leaves(new_state))
         return (log_probs, *pytree.tree_leaves(new_state))

@@ -18,9 +18,12 @@ export fails here, not in production. The maximum error is kept in model.json.
 
 Families whose record says `cache_state` (the Transformers) export their KV
 cache as buffers the runtime owns (export/cache.py): the step takes them and
-their decoded `length` and returns the new position's rows, which the runtime
-writes in place (the buffers' position axis, "capacity", is found by building
-the state at two capacities). The other families' state stays in onnxruntime
+their decoded `length`, and its self-attention, onnxruntime's fused
+GroupQueryAttention (export/attention_op.py), writes the new position into them
+through present outputs the runtime binds to the same memory; heads that op
+refuses (not a multiple of 8 dimensions) return the new position's rows for the
+runtime to write instead (the buffers' position axis, "capacity", is found by
+building the state at two capacities). The other families' state stays in onnxruntime
 between steps, and `state_reorder.onnx`, one Gather per state tensor, repeats
 and reorders beams on onnxruntime's own buffers. export/step_heads.py adds the
 search head (eos forcing, beam scores, per-row top-k) to every step.
@@ -53,7 +56,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 import torch_ref
-from export import graphs, rnn_op, step_heads
+from export import attention_op, graphs, rnn_op, step_heads
 from export.cache import Cache
 from s2s_jax.config import ConfigError, ModelConfig
 from s2s_jax.errors import UserError
@@ -61,7 +64,9 @@ from s2s_jax.models import family, target_limit
 from torch_ref.convert import flax_to_torch
 
 FORMAT = "s2s-jax-onnx"
-VERSION = 3  # 2: the state stays in onnxruntime (search head, state_reorder.onnx); 3: cache states written in place
+# 2: the state stays in onnxruntime (search head, state_reorder.onnx); 3: cache states written in place (by the
+# runtime, from the step's rows); 4: written by the step's fused attention itself (export/attention_op.py)
+VERSION = 4
 ENCODER_FILE, DECODER_FILE, MANIFEST_FILE = "encoder.onnx", "decoder_step.onnx", "model.json"
 REORDER_FILE = "state_reorder.onnx"
 CACHE_LENGTH = "length"  # the cache step's input: how many positions of the buffers are decoded
@@ -189,6 +194,7 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     model = copy.deepcopy(reference)
     rnn_op.swap_rnns(model)
     cached = family(cfg).cache_state
+    in_place = cached and attention_op.swap_cached_attention(model) > 0
     methods = graphs.StateMethods(model, cached)
 
     # Names, specs and dynamic axes from two eager runs.
@@ -217,9 +223,9 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     # Decoder first, with every encoder tensor; the ones it never reads are dropped from both graphs.
     tell("exporting the decoder step")
     token = torch.full((b0 * rows_per_sentence,), cfg.bos_id, dtype=torch.long)
-    step_names = [CACHE_ROWS] if cached else ["next_" + n for n in state_names]
+    step_names = [] if in_place else [CACHE_ROWS] if cached else ["next_" + n for n in state_names]
     length = [CACHE_LENGTH] if cached else []
-    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, cached)
+    decoder = graphs.DecoderStepGraph(model, enc_spec, list(range(len(enc_names))), state_spec, cached, in_place)
     dec_dynamic = {"token": {0: dims["batch"]}, "enc": tuple(_dims(enc_axes[n], dims) for n in enc_names),
                    "state": tuple(_dims(step_axes[n], dims) for n in state_names)}
     dec_args: tuple = (token, tuple(enc0), tuple(x.repeat_interleave(rows_per_sentence, 0) for x in state0))
@@ -228,6 +234,7 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
         dec_args += (torch.tensor(SAMPLE_LENGTH, dtype=torch.long),)
     dec_proto = _export(decoder, dec_args, dec_dynamic, ["token", *enc_names, *state_names, *length],
                         ["log_probs", *step_names])
+    presents = attention_op.expose_presents(dec_proto, state_names) if in_place else {}
     # State inputs stay even if unread (e.g. the last attention weights, which the step only writes):
     # the runtime feeds the state back whole.
     unused = _unused_inputs(dec_proto) & set(enc_names)
@@ -257,13 +264,13 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     spec = {
         "encoder": {"file": ENCODER_FILE, "inputs": ["src", "src_lengths"], "outputs": [*kept_names, *initial]},
         "decoder_step": {"file": DECODER_FILE, "inputs": ["token", *kept_names, *state_names, *length, *head],
-                         "outputs": ["log_probs", *step_names, step_heads.TOP_VALUES, step_heads.TOP_INDICES,
-                                     step_heads.EOS_VALUES]},
+                         "outputs": ["log_probs", *step_names, *presents.values(), step_heads.TOP_VALUES,
+                                     step_heads.TOP_INDICES, step_heads.EOS_VALUES]},
         "state_reorder": None if cached else {"file": REORDER_FILE, "inputs": [step_heads.ROWS, *state_names],
                                               "outputs": [step_heads.REORDERED + n for n in state_names]},
         "enc_tensors": kept_names,
         "state_tensors": state_names,
-        "cache": _cache_spec(state_names, state0, cache_axis) if cached else None,
+        "cache": _cache_spec(state_names, state0, cache_axis, presents) if cached else None,
         "shared_encoder": cached,
         "dynamic_axes": {n: {str(a): k for a, k in {**axes[n], **step_axes.get(n, {})}.items()}
                          for n in kept_names + state_names},
@@ -274,16 +281,18 @@ def export_graphs(cfg: ModelConfig, params: Any, out: Path, progress: Progress =
     return spec
 
 
-def _cache_spec(names: list[str], sample: list[torch.Tensor], axis: int) -> dict[str, Any]:
-    """model.json's `cache`: what export/cache.py needs to allocate and write the buffers (shapes with 0 for the
-    rows and the positions), and the step output that stacks the new position of every buffer (`rows`)."""
+def _cache_spec(names: list[str], sample: list[torch.Tensor], axis: int, presents: dict[str, str]) -> dict[str, Any]:
+    """model.json's `cache`: what export/cache.py needs to allocate the buffers (shapes with 0 for the rows and
+    the positions), and how the step writes them: through the outputs `present` (buffer -> output name), which
+    the runtime binds to the buffers themselves, or (no presents) the output `rows` stacking the new position of
+    every buffer, which the runtime writes."""
     shapes = {}
     for name, leaf in zip(names, sample, strict=True):
         shape = [0, *leaf.shape[1:]]
         shape[axis] = 0
         shapes[name] = shape
-    return {"axis": axis, "length": CACHE_LENGTH, "rows": CACHE_ROWS, "shapes": shapes,
-            "dtype": str(sample[0].numpy().dtype)}
+    written = {"present": presents} if presents else {"rows": CACHE_ROWS}
+    return {"axis": axis, "length": CACHE_LENGTH, **written, "shapes": shapes, "dtype": str(sample[0].numpy().dtype)}
 
 
 def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path, spec: dict[str, Any]) -> dict:
@@ -305,11 +314,19 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
         values.update({step_heads.LIVE: np.zeros(b, np.float32), step_heads.K: np.array([1], np.int64)})
         # one position to start with, so that the buffers grow at the second step
         buffers = Cache.zeros(spec["cache"], b, capacity=1) if spec["cache"] else None
+        presents = (spec["cache"] or {}).get("present")
         for _ in range(CHECK_STEPS):
             values["token"] = token.numpy()
+            if presents:
+                buffers.reserve()
             if buffers is not None:
                 values.update(buffers.feeds())
-            outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
+            if presents:  # the step writes the buffers: its present outputs bound to them, as in the runtime
+                outputs = [_run_in_place(dec_sess, {n: values[n] for n in spec["decoder_step"]["inputs"]},
+                                         presents, buffers)]
+                buffers = buffers.advanced()
+            else:
+                outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
             # log-probs, state (a cache state: its stacked rows); the search head's follow
             outputs = outputs[: 2] if buffers is not None else outputs[: 1 + len(spec["state_tensors"])]
             with torch.no_grad():
@@ -319,7 +336,7 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
             worst = max(worst, float(error.max()))
             excess = max(excess, float((error - CHECK_RTOL * np.abs(expected)).max()))
             if buffers is not None:
-                buffers = buffers.written(list(outputs[1]))
+                buffers = buffers if presents else buffers.written(list(outputs[1]))
             else:
                 values.update(zip(spec["state_tensors"], outputs[1:], strict=True))
             token = torch.from_numpy(rng.integers(0, cfg.tgt_vocab_size, b).astype(np.int64))
@@ -327,6 +344,25 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
         raise RuntimeError(f"exported graphs differ from torch_ref by up to {worst:.3g} in log-probs "
                            f"(tolerance {CHECK_ATOL} + {CHECK_RTOL} * |log-prob|); the export is wrong")
     return {"sizes": sizes, "steps": CHECK_STEPS, "max_abs_logprob_error": worst}
+
+
+def _run_in_place(session: Any, feeds: dict[str, np.ndarray], presents: dict[str, str], buffers: Cache) -> np.ndarray:
+    """The step's log-probs, its present outputs written into `buffers` (bound to the same memory)."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    views = {name: ort.OrtValue.ortvalue_from_numpy(buffer)
+             for name, buffer in zip(buffers.spec["shapes"], buffers.buffers, strict=True)}
+    arrays = {name: np.ascontiguousarray(a) for name, a in feeds.items() if name not in views}  # alive for the run
+    for name, array in arrays.items():
+        binding.bind_cpu_input(name, array)
+    for name, value in views.items():
+        binding.bind_ortvalue_input(name, value)
+    binding.bind_output("log_probs", "cpu")
+    for name, output in presents.items():
+        binding.bind_ortvalue_output(output, views[name])
+    session.run_with_iobinding(binding)
+    return binding.get_outputs()[0].numpy()
 
 
 def tokenizer_spec(task: Any, out: Path) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ onnxruntime buffers, so between steps only tokens, beam scores and the search he
 ([rows, k], export/step_heads.py) cross into numpy. Beams are repeated and reordered by `state_reorder.onnx`
 (one Gather per state tensor), also on onnxruntime's buffers. A cache state (model.json's `cache`, the
 Transformers' KV caches) is the exception: numpy buffers (export/cache.py) that the step reads in place
-(OrtValues over their memory) and into which the new position's rows are written; they are reordered in numpy.
+(OrtValues over their memory) and into which the new position's rows are written, by the step itself where
+its present outputs are bound to them (export version 4); they are reordered in numpy.
 
 `OrtStepper` provides the three callables `export.search.search_top` takes: `top_step`, `reorder`, `take`.
 Imports numpy and onnxruntime only.
@@ -73,13 +74,19 @@ class OrtStepper:
         self.shared_encoder = bool(manifest.get("shared_encoder"))
         self.enc_names, self.state_names = list(manifest["enc_tensors"]), list(manifest["state_tensors"])
         self.in_types = {i.name: DTYPES[i.type] for s in (encoder, decoder) for i in s.get_inputs()}
-        self.next_names = [self.cache["rows"]] if self.cache else ["next_" + n for n in self.state_names]
+        # a cache state is written by the step's own attention (`present` outputs bound to the buffers) or by
+        # `Cache.written` from the step's stacked rows (export version 3)
+        self.presents = dict(self.cache.get("present") or {}) if self.cache else {}
+        rows = [] if self.presents else [self.cache["rows"]]
+        self.next_names = rows if self.cache else ["next_" + n for n in self.state_names]
         self.reordered = [] if self.cache else list(manifest["state_reorder"]["outputs"])
         self.eos_id = int(manifest["special_ids"]["eos"])
         self.vocab = int(manifest["config"]["tgt_vocab_size"])
 
     def _run(self, session: ort.InferenceSession, arrays: dict[str, np.ndarray], values: dict[str, ort.OrtValue],
-             outputs: Sequence[str]) -> Values:
+             outputs: Sequence[str], into: dict[str, ort.OrtValue] | None = None) -> Values:
+        """Run with `arrays` and `values` bound as inputs; the `outputs` in new onnxruntime buffers, returned, and
+        the outputs of `into` written into the values given there."""
         binding = session.io_binding()
         arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}  # alive until the run is done
         for name, array in arrays.items():
@@ -88,8 +95,10 @@ class OrtStepper:
             binding.bind_ortvalue_input(name, value)
         for name in outputs:
             binding.bind_output(name, "cpu")
+        for name, value in (into or {}).items():
+            binding.bind_ortvalue_output(name, value)
         session.run_with_iobinding(binding)
-        return binding.get_outputs()
+        return binding.get_outputs()[: len(outputs)]
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Values, Values | Cache]:
         """(encoder tensors, initial state) as OrtValues for ids [B, S] and lengths [B]; a cache state starts
@@ -109,20 +118,25 @@ class OrtStepper:
         arrays = {"token": token.astype(self.in_types["token"]), "live": live.astype(np.float32),
                   "k": np.array([k or 1], np.int64)}
         values = dict(zip(self.enc_names, enc, strict=True))
+        into = None
         if isinstance(state, Cache):  # the buffers are bound where they lie: OrtValues over numpy's memory
+            if self.presents:
+                state.reserve()  # the step writes position `length`
             arrays[self.cache["length"]] = np.array(state.length, np.int64)
             if state.views is None:
                 state.views = {name: ort.OrtValue.ortvalue_from_numpy(buffer)
                                for name, buffer in zip(self.state_names, state.buffers, strict=True)}
             values |= state.views
+            into = {self.presents[name]: state.views[name] for name in self.presents}
         else:
             values |= dict(zip(self.state_names, state, strict=True))
         heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
-        out = self._run(self.decoder, arrays, values, [*heads, *self.next_names])
+        out = self._run(self.decoder, arrays, values, [*heads, *self.next_names], into)
         new = out[len(heads):]
         if isinstance(state, Cache):
-            del values  # the views of the buffers: a growing buffer's old memory goes as soon as it is copied
-            new = state.written(list(new[0].numpy()))  # the rows stacked: one view per buffer
+            del values, into  # the views of the buffers: a growing buffer's old memory goes as soon as it is copied
+            # the rows stacked (one view per buffer), or already written by the step
+            new = state.advanced() if self.presents else state.written(list(new[0].numpy()))
         if k is None:
             return candidates(out[0].numpy(), live, last, self.eos_id), None, new
         top, ids = out[0].numpy(), out[1].numpy()

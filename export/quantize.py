@@ -48,7 +48,10 @@ def quantize_export(out: str | Path) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / src.name
             onnx.save_model(model, plain)
-            quantize_dynamic(plain, dst, weight_type=QuantType.QInt8)
+            # DefaultTensorType: onnx's shape inference cannot type the outputs of onnxruntime's contrib ops (the
+            # Transformers' fused attention, export/attention_op.py); every float tensor here is float32
+            quantize_dynamic(plain, dst, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         onnx.checker.check_model(str(dst), full_check=True)
         record[key] = dst.name
         record["bytes_fp32"] += src.stat().st_size

@@ -40,7 +40,9 @@ from export.text import TextFrontEnd, TranslationError, Vocab
 
 MANIFEST_FILE = "model.json"
 FORMAT = "s2s-jax-onnx"
-VERSIONS = (2, 3)  # 3 added cache states (export/cache.py); a version-2 export carries its state in onnxruntime
+# 3 added cache states (export/cache.py); 4 has the step write them (export/attention_op.py); a version-2 export
+# carries its state in onnxruntime
+VERSIONS = (2, 3, 4)
 GRAPHS = ("encoder", "decoder_step", "state_reorder")  # state_reorder: null for a cache state
 # what this runtime reads from model.json (besides format and version): a missing one is a clear error
 REQUIRED = ("config", "special_ids", "max_decode_len", "enc_tensors", "state_tensors", *GRAPHS)

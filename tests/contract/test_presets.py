@@ -64,7 +64,7 @@ def tiny(name: str) -> ModelConfig:
     cfg = presets.get(name)
     sizes = {} if "src_vocab_size" in presets.PRESETS[name] else SIZES
     return cfg.replace(
-        **sizes, hid_dim=12, emb_dim=12 if cfg.emb_dim == cfg.hid_dim else 8, n_layers=min(cfg.n_layers, 2),
+        **sizes, hid_dim=16, emb_dim=16 if cfg.emb_dim == cfg.hid_dim else 8, n_layers=min(cfg.n_layers, 2),
         n_heads=2, ff_dim=16, max_len=min(cfg.max_len, 64),
     )
 

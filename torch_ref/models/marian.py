@@ -47,6 +47,7 @@ class MarianAttention(nn.Module):
         h = cfg.hid_dim
         self.n_heads, self.head_dim, self.dropout = cfg.n_heads, h // cfg.n_heads, cfg.attention_dropout
         self.k_proj, self.v_proj, self.q_proj, self.out_proj = (nn.Linear(h, h) for _ in range(4))
+        self.cached_attention = cached_attention  # swapped by the ONNX exporter (export/attention_op.py)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], -1, self.n_heads, self.head_dim).permute(0, 2, 1, 3)
@@ -63,7 +64,7 @@ class MarianAttention(nn.Module):
     def forward_cached(self, x: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, valid: torch.Tensor,
                        k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
         """Self-attention of one step over a `CacheState` buffer plus its own keys/values (`cached_attention`)."""
-        out = cached_attention(self._split(self.q_proj(x)), k_buf, v_buf, valid, k_new, v_new)
+        out = self.cached_attention(self._split(self.q_proj(x)), k_buf, v_buf, valid, k_new, v_new)
         return self.out_proj(out.permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.n_heads * self.head_dim))
 
 

@@ -107,6 +107,9 @@ class MultiHeadAttentionLayer(nn.Module):
         self.fc_v = nn.Linear(hid_dim, hid_dim)
         self.fc_o = nn.Linear(hid_dim, hid_dim)
         self.dropout = nn.Dropout(dropout)
+        # the attention over a cache-state buffer; the ONNX exporter swaps in onnxruntime's fused, in-place op
+        # (export/attention_op.py)
+        self.cached_attention = cached_attention
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], -1, self.n_heads, self.head_dim).permute(0, 2, 1, 3)
@@ -124,7 +127,7 @@ class MultiHeadAttentionLayer(nn.Module):
     def forward_cached(self, x: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, valid: torch.Tensor,
                        k_new: torch.Tensor, v_new: torch.Tensor) -> torch.Tensor:
         """Self-attention of one step over a `CacheState` buffer plus its own keys/values (`cached_attention`)."""
-        out = cached_attention(self._split(self.fc_q(x)), k_buf, v_buf, valid, k_new, v_new)
+        out = self.cached_attention(self._split(self.fc_q(x)), k_buf, v_buf, valid, k_new, v_new)
         return self.fc_o(out.permute(0, 2, 1, 3).reshape(x.shape[0], -1, self.hid_dim))
 
 
