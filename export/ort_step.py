@@ -77,8 +77,10 @@ class OrtStepper:
         # a cache state is written by the step's own attention (`present` outputs bound to the buffers) or by
         # `Cache.written` from the step's stacked rows (export version 3)
         self.presents = dict(self.cache.get("present") or {}) if self.cache else {}
-        rows = [] if self.presents else [self.cache["rows"]]
-        self.next_names = rows if self.cache else ["next_" + n for n in self.state_names]
+        if self.cache:
+            self.next_names = [] if self.presents else [self.cache["rows"]]
+        else:
+            self.next_names = ["next_" + n for n in self.state_names]
         self.reordered = [] if self.cache else list(manifest["state_reorder"]["outputs"])
         self.eos_id = int(manifest["special_ids"]["eos"])
         self.vocab = int(manifest["config"]["tgt_vocab_size"])
