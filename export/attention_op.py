@@ -2,9 +2,10 @@
 
 Why: exported from torch_ref's `cached_attention`, one self-attention of a decoder step is some twenty small
 kernels (split heads, scale, two score matmuls, mask, concat, softmax, split, two value products), and the
-runtime then writes the new position's keys and values into its buffers in numpy. At batch 64, beam 5 (320 rows)
-those kernels took 5.5-8.7 ms a layer where onnxruntime's contrib op `com.microsoft.GroupQueryAttention` takes
-1.0-1.5 ms for the same result (within 1e-6), and at batch 1 they are most of a step's kernel launches. With
+runtime then writes the new position's keys and values into its buffers in numpy. For 320 rows (batch 64, beam
+5) a one-layer graph of such kernels took 5.5-8.7 ms where onnxruntime's contrib op
+`com.microsoft.GroupQueryAttention` takes 1.0-1.5 ms for the same result (within 1e-6); in the exported step
+the three layers' attentions went from 60 kernels to 3 (bench/RESULTS.md, 2026-12-02). With
 its present key/value outputs bound to the same memory as its past inputs (the runtime's numpy buffers of
 export/cache.py), the op also writes the new position at `length` itself: the step returns no rows.
 
