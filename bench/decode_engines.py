@@ -24,7 +24,7 @@ import torch
 from export.ctranslate2_runtime import CT2Translator
 from export.graphs import numpy_stepper
 from export.runtime import Translator as OrtTranslator
-from export.search import search
+from export.search import SearchResult, search, search_top
 from s2s_jax.config import ModelConfig
 from s2s_jax.decoding.search import decode_source
 from s2s_jax.models import build_model
@@ -79,20 +79,23 @@ def torch_decoder(tmodel: torch.nn.Module, cfg: ModelConfig, opts: DecodeOptions
     return decode
 
 
+def ort_forced(runtime: OrtTranslator, src: np.ndarray, src_lengths: np.ndarray, *, beam: int, forced: int,
+               alpha: float = 0.0) -> SearchResult:
+    """The runtime's search with every row decoding exactly `forced` tokens (its end id out of reach)."""
+    st = runtime.stepper
+    enc, state = st.encode(src[:, : int(src_lengths.max())], src_lengths)  # as search() crops
+    return search_top(st.top_step, enc, state, batch=len(src), beam=beam, max_len=forced, bos_id=runtime.bos_id,
+                      eos_id=int(runtime.manifest["config"]["tgt_vocab_size"]), pad_id=runtime.pad_id,
+                      alpha=alpha, reorder=st.reorder, take=st.take, shared_encoder=st.shared_encoder)
+
+
 def ort_decoder(runtime: OrtTranslator, opts: DecodeOptions, forced: int | None = None) -> Decoder:
     def decode(c: Chunk) -> tuple[np.ndarray, np.ndarray]:
         if forced is None:
             r = runtime.search(c.src, c.src_lengths, beam=_beam(opts), max_len=c.max_len, alpha=opts.alpha,
                                row_max_len=c.limits)
         else:
-            from export.search import search_top
-
-            st = runtime.stepper
-            enc, state = st.encode(c.src[:, : int(c.src_lengths.max())], c.src_lengths)  # as search() crops
-            r = search_top(st.top_step, enc, state, batch=len(c.src), beam=_beam(opts), max_len=forced,
-                           bos_id=runtime.bos_id, eos_id=int(runtime.manifest["config"]["tgt_vocab_size"]),
-                           pad_id=runtime.pad_id, alpha=opts.alpha, reorder=st.reorder, take=st.take,
-                           shared_encoder=st.shared_encoder)
+            r = ort_forced(runtime, c.src, c.src_lengths, beam=_beam(opts), forced=forced, alpha=opts.alpha)
         return r.tokens[:, 0], r.lengths[:, 0]
 
     return decode

@@ -7,7 +7,7 @@ machine, more than most single changes to a graph gain. Here both exports (say, 
 checkpoint) decode the same sources taking turns sentence batch by sentence batch (who goes first alternates),
 in one process, so drift falls on both alike. Sources are random ids of 8 to 19 tokens (the speed of a forced
 length does not depend on the words); every row decodes exactly `--forced` tokens, as `bench/decode.py
---forced`. This is a benchmark, not a test.
+--forced` (`decode_engines.ort_forced`). This is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -20,20 +20,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from decode_engines import ort_forced  # noqa: E402
 
 from export.runtime import Translator  # noqa: E402
-from export.search import search_top  # noqa: E402
-
-
-def decode(translator: Translator, src: np.ndarray, beam: int, forced: int) -> np.ndarray:
-    """Tokens [B, K, forced] of `src` with eos out of reach (an id past the vocabulary), as bench/decode.py."""
-    stepper = translator.stepper
-    enc, state = stepper.encode(src, np.full(len(src), src.shape[1]))
-    never = int(translator.manifest["config"]["tgt_vocab_size"])
-    result = search_top(stepper.top_step, enc, state, batch=len(src), beam=beam, max_len=forced,
-                        bos_id=translator.bos_id, eos_id=never, pad_id=0, reorder=stepper.reorder,
-                        take=stepper.take, shared_encoder=stepper.shared_encoder)
-    return np.asarray(result.tokens)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, src in enumerate(sources):
         for name in names[i % 2:] + names[: i % 2]:
             start = time.perf_counter()
-            tokens[name].append(decode(exports[name], src, args.beam, args.forced))
+            result = ort_forced(exports[name], src, np.full(len(src), src.shape[1]), beam=args.beam,
+                                forced=args.forced)
+            tokens[name].append(np.asarray(result.tokens))
             seconds[name] += time.perf_counter() - start
     count = args.batch * args.forced * len(sources)
     same = all(np.array_equal(x, y) for x, y in zip(tokens[args.a], tokens[args.b], strict=True))

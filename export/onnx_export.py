@@ -318,15 +318,14 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
         for _ in range(CHECK_STEPS):
             values["token"] = token.numpy()
             if presents:
-                buffers.reserve()
+                buffers.reserve()  # the step writes position `length`
             if buffers is not None:
                 values.update(buffers.feeds())
+            feeds = {n: values[n] for n in spec["decoder_step"]["inputs"]}
             if presents:  # the step writes the buffers: its present outputs bound to them, as in the runtime
-                outputs = [_run_in_place(dec_sess, {n: values[n] for n in spec["decoder_step"]["inputs"]},
-                                         presents, buffers)]
-                buffers = buffers.advanced()
+                outputs = [_run_in_place(dec_sess, feeds, presents, buffers)]
             else:
-                outputs = dec_sess.run(None, {n: values[n] for n in spec["decoder_step"]["inputs"]})
+                outputs = dec_sess.run(None, feeds)
             # log-probs, state (a cache state: its stacked rows); the search head's follow
             outputs = outputs[: 2] if buffers is not None else outputs[: 1 + len(spec["state_tensors"])]
             with torch.no_grad():
@@ -336,7 +335,7 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
             worst = max(worst, float(error.max()))
             excess = max(excess, float((error - CHECK_RTOL * np.abs(expected)).max()))
             if buffers is not None:
-                buffers = buffers if presents else buffers.written(list(outputs[1]))
+                buffers = buffers.advanced() if presents else buffers.written(list(outputs[1]))
             else:
                 values.update(zip(spec["state_tensors"], outputs[1:], strict=True))
             token = torch.from_numpy(rng.integers(0, cfg.tgt_vocab_size, b).astype(np.int64))
@@ -347,22 +346,17 @@ def check_against_torch(cfg: ModelConfig, reference: torch.nn.Module, out: Path,
 
 
 def _run_in_place(session: Any, feeds: dict[str, np.ndarray], presents: dict[str, str], buffers: Cache) -> np.ndarray:
-    """The step's log-probs, its present outputs written into `buffers` (bound to the same memory)."""
+    """The step's log-probs, its present outputs written into `buffers` (bound to the same memory), as the
+    runtime runs it (`export.ort_step.run_bound`)."""
     import onnxruntime as ort
 
-    binding = session.io_binding()
+    from export.ort_step import run_bound
+
     views = {name: ort.OrtValue.ortvalue_from_numpy(buffer)
              for name, buffer in zip(buffers.spec["shapes"], buffers.buffers, strict=True)}
-    arrays = {name: np.ascontiguousarray(a) for name, a in feeds.items() if name not in views}  # alive for the run
-    for name, array in arrays.items():
-        binding.bind_cpu_input(name, array)
-    for name, value in views.items():
-        binding.bind_ortvalue_input(name, value)
-    binding.bind_output("log_probs", "cpu")
-    for name, output in presents.items():
-        binding.bind_ortvalue_output(output, views[name])
-    session.run_with_iobinding(binding)
-    return binding.get_outputs()[0].numpy()
+    arrays = {name: array for name, array in feeds.items() if name not in views}
+    into = {output: views[name] for name, output in presents.items()}
+    return run_bound(session, arrays, views, ["log_probs"], into)[0].numpy()
 
 
 def tokenizer_spec(task: Any, out: Path) -> dict[str, Any] | None:

@@ -62,6 +62,25 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     return options
 
 
+def run_bound(session: ort.InferenceSession, arrays: dict[str, np.ndarray], values: dict[str, ort.OrtValue],
+              outputs: Sequence[str], into: dict[str, ort.OrtValue] | None = None) -> Values:
+    """Run through IOBinding with `arrays` (numpy) and `values` (OrtValues) bound as inputs; the `outputs` in new
+    onnxruntime buffers, returned, and the outputs of `into` written into the OrtValues given there (a cache
+    state's buffers, which the step writes itself)."""
+    binding = session.io_binding()
+    arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}  # alive until the run is done
+    for name, array in arrays.items():
+        binding.bind_cpu_input(name, array)
+    for name, value in values.items():
+        binding.bind_ortvalue_input(name, value)
+    for name in outputs:
+        binding.bind_output(name, "cpu")
+    for name, value in (into or {}).items():
+        binding.bind_ortvalue_output(name, value)
+    session.run_with_iobinding(binding)
+    return binding.get_outputs()[: len(outputs)]
+
+
 class OrtStepper:
     """Encoder, decoder step and state reorder sessions of one export, with their state in onnxruntime."""
 
@@ -85,30 +104,13 @@ class OrtStepper:
         self.eos_id = int(manifest["special_ids"]["eos"])
         self.vocab = int(manifest["config"]["tgt_vocab_size"])
 
-    def _run(self, session: ort.InferenceSession, arrays: dict[str, np.ndarray], values: dict[str, ort.OrtValue],
-             outputs: Sequence[str], into: dict[str, ort.OrtValue] | None = None) -> Values:
-        """Run with `arrays` and `values` bound as inputs; the `outputs` in new onnxruntime buffers, returned, and
-        the outputs of `into` written into the values given there."""
-        binding = session.io_binding()
-        arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}  # alive until the run is done
-        for name, array in arrays.items():
-            binding.bind_cpu_input(name, array)
-        for name, value in values.items():
-            binding.bind_ortvalue_input(name, value)
-        for name in outputs:
-            binding.bind_output(name, "cpu")
-        for name, value in (into or {}).items():
-            binding.bind_ortvalue_output(name, value)
-        session.run_with_iobinding(binding)
-        return binding.get_outputs()[: len(outputs)]
-
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Values, Values | Cache]:
         """(encoder tensors, initial state) as OrtValues for ids [B, S] and lengths [B]; a cache state starts
         as empty buffers."""
         feeds = {"src": src.astype(self.in_types["src"]),
                  "src_lengths": src_lengths.astype(self.in_types["src_lengths"])}
         initial = [] if self.cache else self.state_names
-        out = self._run(self.encoder, feeds, {}, [*self.enc_names, *initial])
+        out = run_bound(self.encoder, feeds, {}, [*self.enc_names, *initial])
         enc = out[: len(self.enc_names)]
         return enc, Cache.zeros(self.cache, len(src)) if self.cache else out[len(self.enc_names):]
 
@@ -133,7 +135,7 @@ class OrtStepper:
         else:
             values |= dict(zip(self.state_names, state, strict=True))
         heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
-        out = self._run(self.decoder, arrays, values, [*heads, *self.next_names], into)
+        out = run_bound(self.decoder, arrays, values, [*heads, *self.next_names], into)
         new = out[len(heads):]
         if isinstance(state, Cache):
             del values, into  # the views of the buffers: a growing buffer's old memory goes as soon as it is copied
@@ -152,7 +154,7 @@ class OrtStepper:
         if isinstance(state, Cache):
             return state.take(rows)
         values = dict(zip(self.state_names, state, strict=True))
-        return self._run(self.reorder_session, {"rows": rows.astype(np.int64)}, values, self.reordered)
+        return run_bound(self.reorder_session, {"rows": rows.astype(np.int64)}, values, self.reordered)
 
     @staticmethod
     def take(enc: Values, rows: np.ndarray) -> Values:
