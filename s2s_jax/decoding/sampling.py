@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from s2s_jax.decoding.common import NEG_INF, SearchResult, length_penalty
 from s2s_jax.decoding.constraints import constrain
+from s2s_jax.decoding.topk import argmax
 
 StepFn = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
 
@@ -61,7 +62,7 @@ def pick_tokens(logp: jax.Array, keys: jax.Array, temperature: float, top_k: int
     """[B, V] log-probs -> [B] int32 tokens: argmax when temperature is 0, else a (top-k / top-p) sample, row b
     drawn with keys[b] alone (so a row's draw does not depend on the other rows)."""
     if temperature == 0.0:
-        return jnp.argmax(logp, axis=-1).astype(jnp.int32)
+        return argmax(logp)
     logits = sampling_logits(logp, temperature, top_k, top_p)
     return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
 

@@ -1,4 +1,4 @@
-"""Exact top-k over wide rows (beam x vocabulary candidates) in two passes, for beam search.
+"""Exact top-k over wide rows (beam x vocabulary candidates) in two passes, for beam search (and greedy's argmax).
 
 XLA's CPU top-k custom call walks every element of a [B, beam * vocab] row
 through its selection; at batch 64, beam 5 and a 6k vocabulary that was 3 ms
@@ -37,6 +37,16 @@ def top_k(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """(values, indices) of the k largest along the last axis of x [B, N]: `jax.lax.top_k(x, k)`, exactly; the
     two passes under the "cpu" kernels, one `lax.top_k` under the "gpu" ones (see the module docstring)."""
     return two_pass_top_k(x, k) if kernels() == "cpu" else jax.lax.top_k(x, k)
+
+
+def argmax(x: jax.Array) -> jax.Array:
+    """Index of the largest value along the last axis of x [B, N], ties to the lower index (`jnp.argmax`'s answer
+    on rows without NaN), int32. Under the "cpu" kernels the top-1 of `two_pass_top_k`: XLA CPU's variadic (value,
+    index) reduce, which `jnp.argmax` becomes, took 1.1 ms of a 5.5 ms greedy step at [64, 5921] (a tenth of the
+    step time); the two passes take 0.13 ms."""
+    if kernels() != "cpu":
+        return jnp.argmax(x, axis=-1).astype(jnp.int32)
+    return two_pass_top_k(x, 1)[1][..., 0].astype(jnp.int32)
 
 
 def two_pass_top_k(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:

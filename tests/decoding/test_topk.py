@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from s2s_jax.backend import use_kernels
-from s2s_jax.decoding.topk import DEFAULT_CHUNK, chunk_size, top_k, two_pass_top_k
+from s2s_jax.decoding.topk import DEFAULT_CHUNK, argmax, chunk_size, top_k, two_pass_top_k
 
 _top_k = jax.jit(two_pass_top_k, static_argnums=1)
 _reference = jax.jit(jax.lax.top_k, static_argnums=1)
@@ -67,3 +67,22 @@ def test_each_kernel_choice_gives_lax_top_k(kind):
     np.testing.assert_array_equal(np.asarray(values), np.asarray(ref_values))
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx))
     assert jaxpr.count("top_k") == (2 if kind == "cpu" else 1)  # chunk maxima + candidates, or one top_k
+
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_argmax_is_jnp_argmax_ties_and_masks_included(kind):
+    """Greedy's pick: the vocabulary's width (5921, chunks of 191), ties among few values, masked rows (-1e9 and
+    -inf everywhere but one id, or everywhere) and a ragged row width (4099, prime)."""
+    rng = np.random.default_rng(5)
+    wide = rng.standard_normal((4, 5921)).astype(np.float32)
+    wide[1] = rng.integers(0, 3, 5921)  # ties: the first of the maxima
+    wide[2] = -1.0e9
+    wide[2, 4000] = -3.0
+    wide[3] = -np.inf
+    ragged = rng.standard_normal((3, 4099)).astype(np.float32)
+    ragged[0, -2:] = 50.0
+    with use_kernels(kind):
+        for x in (wide, ragged):
+            got = jax.jit(lambda a: argmax(a))(jnp.asarray(x))  # a fresh function: traced in this block
+            assert got.dtype == jnp.int32
+            np.testing.assert_array_equal(np.asarray(got), np.argmax(x, axis=-1))
