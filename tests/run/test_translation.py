@@ -270,3 +270,24 @@ def test_decode_bench_gives_every_decoder_the_same_chunks(setup):
     assert set(times) == {"JAX", "torch"} and all(t > 0 for t in times.values())
     for name in decoders:
         assert bench_decode.same(outs[name], expected).all(), name
+
+
+def test_chunks_are_cut_to_the_longest_row_rounded_to_the_width_step(setup):
+    """A chunk's width is its longest row rounded up to WIDTH_STEP within the training bucket (here 8, 16), and
+    the tokens do not depend on it: the same chunk padded out to its bucket decodes the same."""
+    from s2s_jax.data.batching import bucket_width
+    from s2s_jax.run.translate import WIDTH_STEP
+
+    run, _, _, src, lengths = setup
+    tr = Translator(run.config.model, run.params, run.task, batch_size=4)
+    widths = set()
+    for c in tr.chunks(src, lengths):
+        longest = int(c.src_lengths.max())
+        assert c.src.shape[1] == min(bucket_width(longest, run.task.buckets), -(-longest // WIDTH_STEP) * WIDTH_STEP)
+        widths.add(c.src.shape[1])
+        bucket = bucket_width(longest, run.task.buckets)
+        if c.src.shape[1] < bucket:
+            wide = c._replace(src=np.pad(c.src, ((0, 0), (0, bucket - c.src.shape[1]))))
+            for opts in (DecodeOptions(), DecodeOptions(beam=3)):
+                np.testing.assert_array_equal(tr.decode_chunk(c, opts)[0], tr.decode_chunk(wide, opts)[0])
+    assert WIDTH_STEP in widths, "the test needs a chunk narrower than its bucket"
