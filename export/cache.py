@@ -58,10 +58,15 @@ class Cache:
         feeds[self.spec["length"]] = np.array(self.length, np.int64)
         return feeds
 
+    @property
+    def full(self) -> bool:
+        """Whether position `length` needs the buffers to grow (`reserve`)."""
+        return self.length == self.capacity
+
     def reserve(self) -> None:
         """Room for position `length`: the buffers grow by CHUNK positions when full. A step that writes the buffers
         itself (model.json's `cache` has `present`) needs it before it runs."""
-        if self.length == self.capacity:
+        if self.full:
             self.views = None  # they hold the old buffers, which should go as each is copied
             self._grow(self.capacity + CHUNK)
 
