@@ -125,7 +125,7 @@ class OrtStepper:
         heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
         if isinstance(state, Cache) and self.presents:  # the buffers written by the step itself, in place
             if state.full:
-                self.release()  # the buffers grow: their old memory should go as each is copied
+                self.unview()  # the buffers grow: their old memory should go as each is copied
             state.reserve()  # the step writes position `length`
             if state.views is None:
                 state.views = self._views(state)
@@ -162,8 +162,10 @@ class OrtStepper:
         """A step whose cache the step writes itself (export version 4), through the `KeptBinding` of the steps
         since the encoder values, the cache's buffers, the heads or k last changed; the heads as numpy copies."""
         kept = self._kept
-        if kept is None or not kept.fits(enc, state.views, heads, k):
+        if kept is None or not kept.fits(enc, len(token), heads, k):
             kept = self._kept = KeptBinding(self, enc, state.views, heads, k)
+        elif kept.views is not state.views:  # the same rows in new buffers (a beam reorder, a growth)
+            kept.bind_views(self, state.views)
         np.copyto(kept.inputs["token"], token, casting="unsafe")
         np.copyto(kept.inputs["live"], live, casting="unsafe")
         kept.inputs[self.cache["length"]][...] = state.length
@@ -176,11 +178,17 @@ class OrtStepper:
         new search."""
         self._kept = None
 
+    def unview(self) -> None:
+        """Let go of the cache's buffers before they are replaced (grown, reordered), keeping the binding: its
+        OrtValues over their memory do not own it, and `_run_kept` binds the new ones before the next run."""
+        if self._kept is not None:
+            self._kept.views = None
+
     def reorder(self, state: Values | Cache, rows: np.ndarray) -> Values | Cache:
         """Row i of every state tensor from row rows[i] (beams repeated or reordered): in onnxruntime, or for a
         cache state in numpy, one buffer at a time."""
         if isinstance(state, Cache):
-            self.release()
+            self.unview()
             return state.take(rows)
         values = dict(zip(self.state_names, state, strict=True))
         return run_bound(self.reorder_session, {"rows": rows.astype(np.int64)}, values, self.reordered)
@@ -207,7 +215,7 @@ class KeptBinding:
 
     def __init__(self, stepper: OrtStepper, enc: Values, views: dict[str, ort.OrtValue], heads: list[str],
                  k: int) -> None:
-        self.enc, self.views, self.heads, self.k = enc, views, heads, k
+        self.enc, self.heads, self.k = enc, heads, k
         rows = next(iter(views.values())).shape()[0]
         self.binding = binding = stepper.decoder.io_binding()
         self.inputs = {"token": np.zeros(rows, stepper.in_types["token"]), "live": np.zeros(rows, np.float32),
@@ -223,12 +231,18 @@ class KeptBinding:
                 binding.bind_ortvalue_output(name, value)
         for name, value in zip(stepper.enc_names, enc, strict=True):
             binding.bind_ortvalue_input(name, value)
-        for name, value in views.items():
-            binding.bind_ortvalue_input(name, value)
-            binding.bind_ortvalue_output(stepper.presents[name], value)
+        self.bind_views(stepper, views)
 
-    def fits(self, enc: Values, views: dict[str, ort.OrtValue], heads: list[str], k: int) -> bool:
-        return self.enc is enc and self.views is views and self.heads == heads and self.k == k
+    def bind_views(self, stepper: OrtStepper, views: dict[str, ort.OrtValue]) -> None:
+        """Bind the cache's buffers (new ones for the same rows: a name bound again replaces its binding)."""
+        self.views = views
+        for name, value in views.items():
+            self.binding.bind_ortvalue_input(name, value)
+            self.binding.bind_ortvalue_output(stepper.presents[name], value)
+
+    def fits(self, enc: Values, rows: int, heads: list[str], k: int) -> bool:
+        """Whether this binding serves a step over `enc` with `rows` rows, these heads and this k."""
+        return self.enc is enc and len(self.inputs["token"]) == rows and self.heads == heads and self.k == k
 
 
 def forced(eos_values: np.ndarray, live: np.ndarray, k: int, eos_id: int,
