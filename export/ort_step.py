@@ -103,7 +103,6 @@ class OrtStepper:
         self.reordered = [] if self.cache else list(manifest["state_reorder"]["outputs"])
         self.eos_id = int(manifest["special_ids"]["eos"])
         self.vocab = int(manifest["config"]["tgt_vocab_size"])
-        self.out_types = {o.name: DTYPES[o.type] for o in decoder.get_outputs()}
         self._kept: KeptBinding | None = None  # see `_run_kept`
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Values, Values | Cache]:
@@ -125,7 +124,7 @@ class OrtStepper:
         heads = ["log_probs"] if k is None else ["top_values", "top_indices", "eos_values"]
         if isinstance(state, Cache) and self.presents:  # the buffers written by the step itself, in place
             if state.full:
-                self.unview()  # the buffers grow: their old memory should go as each is copied
+                self.release()  # the buffers grow: their old memory should go as each is copied
             state.reserve()  # the step writes position `length`
             if state.views is None:
                 state.views = self._views(state)
@@ -160,35 +159,32 @@ class OrtStepper:
     def _run_kept(self, enc: Values, state: Cache, token: np.ndarray, live: np.ndarray, k: int,
                   heads: list[str]) -> list[np.ndarray]:
         """A step whose cache the step writes itself (export version 4), through the `KeptBinding` of the steps
-        since the encoder values, the cache's buffers, the heads or k last changed; the heads as numpy copies."""
+        since the encoder values, the cache's buffers, the heads or k last changed; the heads in onnxruntime's own
+        buffers (numpy arrays bound as the outputs instead raised the peak RSS of bench/runtime_memory.py from
+        155-165 MB to 175-187 MB, for 3% of a batch-1 step)."""
         kept = self._kept
-        if kept is None or not kept.fits(enc, len(token), heads, k):
+        if kept is None or not kept.fits(enc, state.views, heads, k):
             kept = self._kept = KeptBinding(self, enc, state.views, heads, k)
-        elif kept.views is not state.views:  # the same rows in new buffers (a beam reorder, a growth)
-            kept.bind_views(self, state.views)
         np.copyto(kept.inputs["token"], token, casting="unsafe")
         np.copyto(kept.inputs["live"], live, casting="unsafe")
         kept.inputs[self.cache["length"]][...] = state.length
+        for name in heads:  # a name bound again replaces its binding; the first outputs bound, so first returned
+            kept.binding.bind_output(name, "cpu")
         self.decoder.run_with_iobinding(kept.binding)
-        return [out.copy() for out in kept.outputs]  # the next step writes the same arrays
+        return [out.numpy() for out in kept.binding.get_outputs()[: len(heads)]]
 
     def release(self) -> None:
-        """Drop the kept binding and what it holds (the encoder tensors, the cache's buffers): before either is
+        """Drop the kept binding and what it holds (the encoder tensors, the cache's buffers: an IOBinding keeps
+        the numpy memory of what is bound to it alive, and has no way to unbind one input): before either is
         consumed (taken, reordered, grown), so that their old memory still goes one tensor at a time, and before a
         new search."""
         self._kept = None
-
-    def unview(self) -> None:
-        """Let go of the cache's buffers before they are replaced (grown, reordered), keeping the binding: its
-        OrtValues over their memory do not own it, and `_run_kept` binds the new ones before the next run."""
-        if self._kept is not None:
-            self._kept.views = None
 
     def reorder(self, state: Values | Cache, rows: np.ndarray) -> Values | Cache:
         """Row i of every state tensor from row rows[i] (beams repeated or reordered): in onnxruntime, or for a
         cache state in numpy, one buffer at a time."""
         if isinstance(state, Cache):
-            self.unview()
+            self.release()
             return state.take(rows)
         values = dict(zip(self.state_names, state, strict=True))
         return run_bound(self.reorder_session, {"rows": rows.astype(np.int64)}, values, self.reordered)
@@ -208,41 +204,30 @@ class OrtStepper:
 
 class KeptBinding:
     """The decoder step's IOBinding for the steps of one search between changes of its encoder values, cache
-    buffers (views), heads or k: everything is bound once, the per-step inputs (token, live, length) and the
-    heads to numpy arrays of this object's own, which each step writes in place. Binding every encoder tensor,
-    buffer and present anew took 26 bind calls a step for a 3-layer Transformer and a quarter of what a batch-1
-    greedy step spent outside onnxruntime."""
+    buffers (views), heads or k: the encoder tensors, buffers and presents are bound once, and the per-step
+    inputs (token, live, length) to numpy arrays of this object's own, which each step writes in place. Binding
+    every input and present anew took 26 bind calls a step for a 3-layer Transformer, 4 with it."""
 
     def __init__(self, stepper: OrtStepper, enc: Values, views: dict[str, ort.OrtValue], heads: list[str],
                  k: int) -> None:
-        self.enc, self.heads, self.k = enc, heads, k
+        self.enc, self.views, self.heads, self.k = enc, views, heads, k
         rows = next(iter(views.values())).shape()[0]
         self.binding = binding = stepper.decoder.io_binding()
+        for name in heads:  # first, so that `get_outputs` returns them first
+            binding.bind_output(name, "cpu")
         self.inputs = {"token": np.zeros(rows, stepper.in_types["token"]), "live": np.zeros(rows, np.float32),
                        "k": np.array([k], np.int64), stepper.cache["length"]: np.zeros((), np.int64)}
-        widths = {"log_probs": stepper.vocab, "top_values": k, "top_indices": k, "eos_values": 1}
-        self.outputs = [np.zeros((rows, widths[name]), stepper.out_types[name]) for name in heads]
-        # the OrtValues over this object's arrays and the views are kept with the binding, which holds their memory
-        self._values = [ort.OrtValue.ortvalue_from_numpy(a) for a in (*self.inputs.values(), *self.outputs)]
-        for name, value in zip([*self.inputs, *heads], self._values, strict=True):
-            if name in self.inputs:
-                binding.bind_ortvalue_input(name, value)
-            else:
-                binding.bind_ortvalue_output(name, value)
+        for name, array in self.inputs.items():  # the binding holds the arrays' memory while it is bound
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
         for name, value in zip(stepper.enc_names, enc, strict=True):
             binding.bind_ortvalue_input(name, value)
-        self.bind_views(stepper, views)
-
-    def bind_views(self, stepper: OrtStepper, views: dict[str, ort.OrtValue]) -> None:
-        """Bind the cache's buffers (new ones for the same rows: a name bound again replaces its binding)."""
-        self.views = views
         for name, value in views.items():
-            self.binding.bind_ortvalue_input(name, value)
-            self.binding.bind_ortvalue_output(stepper.presents[name], value)
+            binding.bind_ortvalue_input(name, value)
+            binding.bind_ortvalue_output(stepper.presents[name], value)
 
-    def fits(self, enc: Values, rows: int, heads: list[str], k: int) -> bool:
-        """Whether this binding serves a step over `enc` with `rows` rows, these heads and this k."""
-        return self.enc is enc and len(self.inputs["token"]) == rows and self.heads == heads and self.k == k
+    def fits(self, enc: Values, views: dict[str, ort.OrtValue], heads: list[str], k: int) -> bool:
+        """Whether this binding serves a step over these encoder values and buffers, with these heads and k."""
+        return self.enc is enc and self.views is views and self.heads == heads and self.k == k
 
 
 def forced(eos_values: np.ndarray, live: np.ndarray, k: int, eos_id: int,

@@ -225,6 +225,8 @@ class Translator:
                               shared_encoder=st.shared_encoder)
         except ValueError as e:  # a bad option (top_p, sampling with beams, ...): the caller's input
             raise TranslationError(str(e)) from None
+        finally:
+            st.release()  # the kept step binding holds the last state and encoder tensors
 
     # -- text ---------------------------------------------------------------------------------
 

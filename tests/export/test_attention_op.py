@@ -95,32 +95,28 @@ def test_a_buffer_no_fused_node_writes_is_an_error(fused):
         attention_op.expose_presents(proto, buffers)
 
 
-def test_the_step_binding_is_kept_until_the_rows_or_the_heads_change(fused, monkeypatch):
+def test_the_step_binding_is_kept_until_the_buffers_or_the_heads_change(fused, monkeypatch):
     """export/ort_step.py's KeptBinding: a greedy search of 12 forced steps (no eos within reach) binds the step
-    once and its buffers again when they grow past CHUNK (8) positions; beam search binds the first step's
-    log-prob head, then the top-k head once the encoder rows are taken per sentence, and each reordered cache's
-    new buffers; a new search starts unbound. Tokens: same_tokens_as_jax above."""
+    once, then again when the buffers grow past CHUNK (8) positions; the first beam step's log-prob head and
+    every reordered cache bind anew; a new search starts unbound. Tokens: same_tokens_as_jax above."""
     from export import ort_step
     from export.cache import CHUNK
     from export.search import search_top
 
-    made, views = [], []
-    original, bind_views = ort_step.KeptBinding.__init__, ort_step.KeptBinding.bind_views
+    made = []
+    original = ort_step.KeptBinding.__init__
     monkeypatch.setattr(ort_step.KeptBinding, "__init__", lambda self, *a: made.append(a[3]) or original(self, *a))
-    monkeypatch.setattr(ort_step.KeptBinding, "bind_views", lambda self, *a: views.append(1) or bind_views(self, *a))
     cfg, _, _, out = fused
     stepper = Translator.load(out).stepper
     src, lengths = random_src(cfg, 2, 9, seed=6)
-    top = ["top_values", "top_indices", "eos_values"]
     for beam in (1, 3):
         made.clear()
-        views.clear()
         enc, state = stepper.encode(src, lengths)
         assert stepper._kept is None
         search_top(stepper.top_step, enc, state, batch=2, beam=beam, max_len=MAX_LEN, bos_id=cfg.bos_id,
                    eos_id=cfg.tgt_vocab_size, pad_id=cfg.pad_id, reorder=stepper.reorder, take=stepper.take,
                    shared_encoder=stepper.shared_encoder)
         if beam == 1:
-            assert MAX_LEN > CHUNK and made == [top] and len(views) == 2
-        else:  # steps 0 and 1 make their bindings; steps 2 to 11 bind the reordered buffers
-            assert made == [["log_probs"], top] and len(views) == 2 + MAX_LEN - 2
+            assert MAX_LEN > CHUNK and made == [["top_values", "top_indices", "eos_values"]] * 2
+        else:  # the first step's log-probs, then one binding per step, as the reorder makes new buffers
+            assert made[0] == ["log_probs"] and len(made) == MAX_LEN
