@@ -54,3 +54,8 @@ class EnsembleStepper:
 
     def take(self, enc: list, rows: np.ndarray) -> list:
         return [m.take(e, rows) for m, e in zip(self.members, enc, strict=True)]
+
+    def release(self) -> None:
+        """Each member's kept step binding (`OrtStepper.release`), at the end of a search."""
+        for m in self.members:
+            m.release()
