@@ -141,9 +141,10 @@ class OrtStepper:
                 values |= state.views
             else:
                 values |= dict(zip(self.state_names, state, strict=True))
-            values = run_bound(self.decoder, arrays, values, [*heads, *self.next_names])  # the views go before
-            out = [v.numpy() for v in values[: len(heads)]]  # a buffer grows in `written`
-            new = state.written(list(values[len(heads)].numpy())) if isinstance(state, Cache) else values[len(heads):]
+            outs = run_bound(self.decoder, arrays, values, [*heads, *self.next_names])
+            del values  # the views of the buffers: a buffer growing in `written` lets its old memory go once copied
+            out = [v.numpy() for v in outs[: len(heads)]]
+            new = state.written(list(outs[len(heads)].numpy())) if isinstance(state, Cache) else outs[len(heads):]
         if k is None:
             return candidates(out[0], live, last, self.eos_id), None, new
         top, ids = out[0], out[1]
@@ -206,7 +207,8 @@ class KeptBinding:
     """The decoder step's IOBinding for the steps of one search between changes of its encoder values, cache
     buffers (views), heads or k: the encoder tensors, buffers and presents are bound once, and the per-step
     inputs (token, live, length) to numpy arrays of this object's own, which each step writes in place. Binding
-    every input and present anew took 26 bind calls a step for a 3-layer Transformer, 4 with it."""
+    every input and present anew took 26 bind calls a step for a 3-layer Transformer; with it a step binds only
+    its heads (3), anew so that each step's outputs are fresh onnxruntime buffers."""
 
     def __init__(self, stepper: OrtStepper, enc: Values, views: dict[str, ort.OrtValue], heads: list[str],
                  k: int) -> None:
