@@ -227,17 +227,20 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # `multi30k-cpu` row): the marian family at the bentrevett Transformer's sizes (d_model 256, 3+3 layers,
     # 8 heads, ffn 512), post-LN, fairseq positions, every embedding shared (joint SentencePiece 8k:
     # --tokenizer spm --spm-vocab-size 8000), dropout 0.2, label smoothing 0.1, adam (0.9, 0.98) at 1e-3 after
-    # 500 warm-up updates then inverse sqrt, about 3k tokens a batch, EMA 0.999, the last 10 checkpoints (one
-    # per 150 updates) kept for `s2s-jax average --last 10`, beam 5 with length penalty 1.0. Sized, not tuned: the
-    # warm-up and batch fit the ~5k updates two hours allow here, where multi30k-tiny's 2,000 warm-up updates
-    # of 8,000 fill most of them.
+    # 500 warm-up updates then a cosine decay to 0 at update 5,000, about 3k tokens a batch, EMA 0.999, the last
+    # 10 checkpoints (one per 150 updates) kept for `s2s-jax average --last 10`, beam 5 with length penalty 1.0.
+    # Sized, not tuned: two hours allowed 5,607 and 5,677 updates on the two VMs we measured, so 5,000 ends
+    # inside the budget with room to spare. Until 2026-12-02 the rate fell as inverse sqrt and never reached 0:
+    # the last checkpoints swung over 1-2 BLEU on validation (39.8-41.3, 40.3-42.1) and test_2016 gave 41.39
+    # then 40.76 from the same recipe; a rate that ends at 0 makes the last checkpoints (and their average)
+    # settle instead.
     "multi30k-cpu": {
         "model": {"hid_dim": 256, "emb_dim": 256, "n_layers": 3, "n_heads": 8, "ff_dim": 512, "dropout": 0.2,
                   "positions": "fairseq", "activation": "relu", "share_embeddings": True, "tie_embeddings": True,
                   "max_len": 256},
-        "optimizer": {"b2": 0.98, "lr": 1e-3, "schedule": "inverse_sqrt", "warmup_steps": 500,
+        "optimizer": {"b2": 0.98, "lr": 1e-3, "schedule": "cosine", "warmup_steps": 500,
                       "label_smoothing": 0.1, "clip_norm": 0.0, "ema_decay": 0.999},
-        "training": {"max_tokens": 3000, "steps": 100000, "eval_every": 500, "checkpoint_every": 150, "keep": 10,
+        "training": {"max_tokens": 3000, "steps": 5000, "eval_every": 500, "checkpoint_every": 150, "keep": 10,
                      "best_metric": "bleu", "log_every": 100},
         # length penalty chosen on validation (beam 5, alpha 0 / 0.6 / 1.0 / 1.4: 41.29 / 41.78 / 42.12 / 42.03)
         "decoding": {"beam": 5, "alpha": 1.0},

@@ -52,8 +52,8 @@ def test_the_cpu_sized_recipe_keeps_the_tiny_recipes_tools():
     m, o, t = run.model, run.optimizer, run.training
     assert (m.hid_dim, m.n_layers, m.n_heads, m.ff_dim, m.dropout) == (256, 3, 8, 512, 0.2)
     assert (m.share_embeddings, m.tie_embeddings, m.positions) == (True, True, "fairseq")
-    assert (o.lr, o.schedule, o.warmup_steps, o.label_smoothing, o.ema_decay) == (1e-3, "inverse_sqrt", 50, 0.1, 0.999)
-    assert (t.max_tokens, t.checkpoint_every, t.keep, t.best_metric) == (3000, 150, 10, "bleu")
+    assert (o.lr, o.schedule, o.warmup_steps, o.label_smoothing, o.ema_decay) == (1e-3, "cosine", 50, 0.1, 0.999)
+    assert (t.max_tokens, t.steps, t.checkpoint_every, t.keep, t.best_metric) == (3000, 5000, 150, 10, "bleu")
     assert (run.decoding.beam, run.decoding.alpha) == (5, 1.0)
 
 
