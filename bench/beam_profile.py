@@ -1,7 +1,8 @@
 """Where one beam-search step's time goes, JAX vs torch_ref: the model's decode_step, its vocabulary projection,
 the search arithmetic (log-softmax and top-k over beam x vocab) and the reorder of the decoder state.
 
-    python bench/beam_profile.py --workdir runs/quality/core0/bentrevett-transformer [--batch 64] [--beam 5]
+    python bench/beam_profile.py --workdir runs/quality/core0/bentrevett-transformer [--batch 64] [--beam 5] \
+        [--max-len 14]
 
 bench/decode.py measures whole searches; this splits a step at batch x beam rows
 (decoder state advanced to `--position` first, so attention caches are part full)
@@ -38,6 +39,7 @@ from export import search as np_search  # noqa: E402
 from s2s_jax.decoding.search import log_softmax, model_step, parent_rows, repeat_beams, take_rows  # noqa: E402
 from s2s_jax.decoding.topk import top_k  # noqa: E402
 from s2s_jax.models import build_model, family  # noqa: E402
+from s2s_jax.run.translate import WIDTH_STEP  # noqa: E402
 from s2s_jax.run.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--position", type=int, default=15, help="decode steps taken before timing one")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--max-len", type=int, default=None,
+                   help="the state's length (bench/decode.py --forced N decodes with N); default: the task's limit")
     p.add_argument("--torch-threads", type=int, default=torch.get_num_threads())
     args = p.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
@@ -73,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg, rows = run.config.model, args.batch * args.beam
     sources = [s for s, _ in run.task.read_splits(["test"])["test"][: args.batch]]
     src, lengths = run.task.encode_inputs(sources)
-    max_len = int(run.task.decode_limit(np.array([src.shape[1]]))[0])
+    # the width the Translator feeds a chunk: its longest row rounded up to WIDTH_STEP, not the training bucket
+    src = src[:, : min(src.shape[1], -(-int(np.max(lengths)) // WIDTH_STEP) * WIDTH_STEP)]
+    max_len = args.max_len or int(run.task.decode_limit(np.array([src.shape[1]]))[0])
+    if not args.position < max_len:
+        raise SystemExit(f"--position {args.position} must be below the state's length {max_len}")
     model, variables = build_model(cfg), {"params": run.params}
     tokens = np.random.default_rng(0).integers(4, cfg.tgt_vocab_size, (args.position + 1, rows)).astype(np.int32)
 
