@@ -59,24 +59,17 @@ REORDER_BLOCK = 8
 
 
 def reorder_prefix(cache: jax.Array, rows: jax.Array, used: jax.Array) -> jax.Array:
-    """cache [R, heads, M, d] with positions < used taken from rows `rows` [R]; positions past them untouched or
-    taken too (harmless either way: they are written before they are attended).
+    """cache [R, heads, M, d] with positions < used taken from rows `rows` [R]; blocks past them untouched.
 
-    Two ways, chosen at run time by their cost. A loop over blocks of REORDER_BLOCK positions, as many as
-    `used` needs, each gathered and written back in place, does work that grows with the positions written
-    so far rather than with M; one whole-row take (`jnp.take` on rows) moves all M positions but as
-    contiguous rows, which XLA CPU copies about twice as fast per position as a block's strided slices
-    (heads x block x d). Measured on six [320, 8, M, 32] buffers (2026-12-03, AMD EPYC, one core): M 16, 8
-    used: blocks 10.2 ms, take 6.3 ms; M 40, 10 used: blocks 15.1 ms, take 18.5 ms. So the loop runs only while
-    its blocks cover under half of the cache (2 x blocks x REORDER_BLOCK < M), else the take. The loop's last
-    block is clamped inside M, and positions an earlier block already reordered are not gathered twice.
+    A loop over blocks of REORDER_BLOCK positions, as many as `used` needs, each
+    gathered and written back in place: the work grows with the positions
+    written so far rather than with the cache's static size M. Positions from
+    `used` to the end of its block are gathered too, which is harmless: they are
+    written before they are attended. The last block is clamped inside M, and
+    positions an earlier block already reordered are not gathered twice.
     """
     size = cache.shape[2]
     block = min(REORDER_BLOCK, size)
-    blocks = (jnp.minimum(used, size) + block - 1) // block
-
-    def whole(c: jax.Array) -> jax.Array:
-        return jnp.take(c, rows, axis=0)
 
     def body(b: jax.Array, c: jax.Array) -> jax.Array:
         start = jnp.minimum(b * block, size - block)
@@ -84,9 +77,7 @@ def reorder_prefix(cache: jax.Array, rows: jax.Array, used: jax.Array) -> jax.Ar
         fresh = (start + jnp.arange(block) >= b * block).reshape((1, 1, block) + (1,) * (c.ndim - 3))
         return jax.lax.dynamic_update_slice_in_dim(c, jnp.where(fresh, jnp.take(old, rows, axis=0), old), start, axis=2)
 
-    if size <= 2 * block:  # one block already costs about a whole take
-        return whole(cache)
-    return jax.lax.cond(2 * blocks * block < size, lambda c: jax.lax.fori_loop(0, blocks, body, c), whole, cache)
+    return jax.lax.fori_loop(0, (jnp.minimum(used, size) + block - 1) // block, body, cache)
 
 
 def _is_origin(cfg: ModelConfig) -> bool:
@@ -228,10 +219,10 @@ class TransformerSeq2Seq(nn.Module):
     def reorder_decode_state(self, state: DecodeState, rows: jax.Array) -> DecodeState:
         """Beam search's reorder: row i continues the hypothesis in row rows[i] ([B]).
 
-        Where the cache is long against what is written (`reorder_prefix`), only the prefix
-        written so far is gathered: positions past every row's pos are never attended before
-        being written, and gathering whole caches (layers x 2 x rows x M x hid_dim floats a
-        step) was 40% of a batch-64 beam search on the Multi30k model.
+        Only the cache prefix written so far is gathered (`reorder_prefix`): positions past
+        every row's pos are never attended before being written, and gathering whole
+        caches (layers x 2 x rows x M x hid_dim floats a step) was 40% of a batch-64
+        beam search on the Multi30k model.
         """
         used = jnp.max(state.pos)
         return DecodeState(keys=tuple(reorder_prefix(k, rows, used) for k in state.keys),

@@ -95,21 +95,16 @@ def test_train_mode_applies_dropout(case):
     assert np.isfinite(np.asarray(a)).all() and float(jnp.abs(a - model.apply(*args)).max()) > 1e-3
 
 
-@pytest.mark.parametrize("size, used", [(21, 0), (21, 5), (21, 8), (21, 9), (21, 16), (21, 21), (21, 30), (50, 17),
-                                        (50, 33), (16, 3)])
-def test_reorder_prefix_gathers_written_positions(size, used):
-    """Positions < used come from the parent rows. Past them the cache is untouched where the blocked loop ran
-    (its blocks cover under half the cache: 21 positions = two blocks of 8 and a last one clamped inside the
-    cache, whose overlap must not be gathered twice), and taken whole otherwise (also for a cache of at most two
-    blocks)."""
-    cache = jnp.asarray(np.random.default_rng(used).normal(size=(6, 2, size, 3)), jnp.float32)
+@pytest.mark.parametrize("used", [0, 5, 16, 17, 20, 21, 30])
+def test_reorder_prefix_gathers_written_positions_only(used):
+    """Positions < used come from the parent rows; blocks past them are not touched (21 positions = two blocks
+    of 8 and a last one clamped inside the cache, whose overlap must not be gathered twice)."""
+    cache = jnp.asarray(np.random.default_rng(used).normal(size=(6, 2, 21, 3)), jnp.float32)
     rows = jnp.array([1, 1, 0, 5, 3, 3])
     out = np.asarray(jax.jit(reorder_prefix)(cache, rows, used))
-    gathered, blocks = np.asarray(cache)[np.asarray(rows)], -(-min(used, size) // REORDER_BLOCK)
-    n, untouched = min(used, size), blocks * REORDER_BLOCK
-    np.testing.assert_array_equal(out[:, :, :n], gathered[:, :, :n])
-    looped = size > 2 * REORDER_BLOCK and 2 * blocks * REORDER_BLOCK < size
-    np.testing.assert_array_equal(out[:, :, untouched:], (np.asarray(cache) if looped else gathered)[:, :, untouched:])
+    n, untouched = min(used, 21), -(-used // REORDER_BLOCK) * REORDER_BLOCK
+    np.testing.assert_array_equal(out[:, :, :n], np.asarray(cache)[np.asarray(rows)][:, :, :n])
+    np.testing.assert_array_equal(out[:, :, untouched:], np.asarray(cache)[:, :, untouched:])
 
 
 def test_beam_search_with_prefix_reorder_equals_whole_state_gather(case, monkeypatch):
