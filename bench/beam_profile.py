@@ -39,7 +39,7 @@ from export import search as np_search  # noqa: E402
 from s2s_jax.decoding.search import log_softmax, model_step, parent_rows, repeat_beams, take_rows  # noqa: E402
 from s2s_jax.decoding.topk import top_k  # noqa: E402
 from s2s_jax.models import build_model, family  # noqa: E402
-from s2s_jax.run.translate import WIDTH_STEP  # noqa: E402
+from s2s_jax.run.translate import chunk_width  # noqa: E402
 from s2s_jax.run.workdir import load_run  # noqa: E402
 from torch_ref import build_model as build_torch  # noqa: E402
 from torch_ref.convert import flax_to_torch  # noqa: E402
@@ -77,11 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, rows = run.config.model, args.batch * args.beam
     sources = [s for s, _ in run.task.read_splits(["test"])["test"][: args.batch]]
     src, lengths = run.task.encode_inputs(sources)
-    # the width the Translator feeds a chunk: its longest row rounded up to WIDTH_STEP, not the training bucket
-    src = src[:, : min(src.shape[1], -(-int(np.max(lengths)) // WIDTH_STEP) * WIDTH_STEP)]
+    src = src[:, : chunk_width(int(np.max(lengths)), src.shape[1], getattr(run.task, "buckets", None))]  # as decoded
     max_len = args.max_len or int(run.task.decode_limit(np.array([src.shape[1]]))[0])
     if not args.position < max_len:
-        raise SystemExit(f"--position {args.position} must be below the state's length {max_len}")
+        p.error(f"--position {args.position} must be below the state's length {max_len}")
     model, variables = build_model(cfg), {"params": run.params}
     tokens = np.random.default_rng(0).integers(4, cfg.tgt_vocab_size, (args.position + 1, rows)).astype(np.int32)
 
@@ -106,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     rows_of_parents = parent_rows(jnp.asarray(parents), args.beam)
     reorder = jax.jit(lambda s: ((), reorder_state(s, rows_of_parents)), donate_argnums=0)
     step_in_place = jax.jit(lambda s: model.apply(variables, enc, token, s, method="decode_step"), donate_argnums=0)
-    jax_ms = {  # the step's timed calls advance a copy of the state: pos 15 -> 15 + reps + 1, still inside the cache
+    # The step's timed calls advance a copy of the state, pos -> pos + reps + 1; past the cache's end its write is
+    # dropped (the cache's `mode="drop"` scatter), at the same cost: attention spans the whole fixed-size cache.
+    jax_ms = {
         "decode_step (whole model)": best_ms(chained(step_in_place, state), args.reps),
         "  of which vocab projection": best_ms(lambda: project(hidden).block_until_ready(), args.reps),
         "log-softmax + top-k": best_ms(lambda: jax.block_until_ready(search(logits)), args.reps),

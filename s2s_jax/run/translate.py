@@ -52,6 +52,14 @@ WIDTH_STEP = 4
 STATIC = ("max_len", "beam", "alpha", "temperature", "top_k", "top_p", "no_repeat_ngram")
 
 
+def chunk_width(longest: int, full: int, buckets: Sequence[int] | None) -> int:
+    """A chunk's source width before the model's position limit: its longest row rounded up to WIDTH_STEP,
+    within its training bucket and the padded width `full`; `full` itself for a task without buckets."""
+    if not buckets:
+        return full
+    return min(full, bucket_width(longest, buckets), -(-longest // WIDTH_STEP) * WIDTH_STEP)
+
+
 @functools.lru_cache(maxsize=8)
 def _decoder(cfgs: tuple[ModelConfig, ...]) -> Callable:
     """`search` over the models of `cfgs` (one, or an ensemble), jitted, shared by every Translator of those
@@ -140,9 +148,8 @@ class Translator:
         return static, np.minimum(self.task.decode_limit(src_lengths), static).astype(np.int32)
 
     def _width(self, src_lengths: np.ndarray, full: int) -> int:
-        buckets = getattr(self.task, "buckets", None)
         longest = int(src_lengths.max())
-        width = min(full, bucket_width(longest, buckets), -(-longest // WIDTH_STEP) * WIDTH_STEP) if buckets else full
+        width = chunk_width(longest, full, getattr(self.task, "buckets", None))
         # A learned position table (the same one for source and target) may be shorter than the bucket: pad only
         # as far as it reaches, so a source that fits the model is never refused for its padding.
         limit = self.cap
